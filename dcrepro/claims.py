@@ -1,0 +1,148 @@
+"""The papers' relative claims, tested over paired seeds.
+
+Absolute cells need the paper's budget; relative claims ("DCSS > DCSSu") hold at any budget as long
+as both arms share it, which makes reduced-budget runs meaningful. Claims are declared per paper in
+``benchmarks/<paper>.toml``::
+
+    [[claims]]
+    id = "T1: DCSS > DCSSu"
+    table = "table1"
+    better = "DCSS"          # row labels of that table
+    worse = "DCSSu"
+    relation = ">"           # '>' (strictly better) or '>=' (not worse)
+    metrics = ["acc", "nmi"]
+    test = "paired_t"        # or "wilcoxon"
+    alpha = 0.05
+
+    [[claims]]               # a threshold on one row's measured number
+    kind = "threshold"
+    table = "table4"; row = "DAC*"; metric = "time_ratio"; op = "<"; value = 0.06
+
+Paired claims are tested per (data set, metric) on the seeds both arms have, with a one-sided test
+in the claimed direction (scipy ``ttest_rel`` or ``wilcoxon``, ``alternative='greater'``):
+
+* ``>``: supported when the one-sided p < alpha; contradicted when the opposite one-sided p < alpha;
+  otherwise inconclusive.
+* ``>=``: contradicted when the 'worse' arm is significantly better (p < alpha); supported when the
+  mean difference is >= 0 and not contradicted; inconclusive otherwise.
+
+The effect size is the mean paired difference (in points) and Cohen's d_z = mean(d) / sd(d).
+"""
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from .aggregate import collect
+from .spec import choice_error, load_spec
+from .store import Store
+
+__all__ = ["ClaimResult", "check_claims", "paired_test"]
+
+
+@dataclass
+class ClaimResult:
+    claim: str
+    dataset: str
+    metric: str
+    n: int
+    mean_diff: float  # points (x100 for fraction metrics)
+    d_z: float
+    p: float
+    outcome: str  # supported | contradicted | inconclusive | no data
+    test: str
+
+
+def paired_test(a: np.ndarray, b: np.ndarray, test: str = "paired_t") -> tuple[float, float]:
+    """One-sided p-values (a > b, b > a) for paired samples."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    if len(d) < 2 or np.allclose(d, d[0]):
+        # no variance: the sign decides only when every pair agrees and is non-zero
+        if len(d) >= 2 and d[0] != 0:
+            return (0.0, 1.0) if d[0] > 0 else (1.0, 0.0)
+        return (1.0, 1.0)
+    if test == "paired_t":
+        return (float(stats.ttest_rel(a, b, alternative="greater").pvalue),
+                float(stats.ttest_rel(a, b, alternative="less").pvalue))
+    if test == "wilcoxon":
+        return (float(stats.wilcoxon(a, b, alternative="greater").pvalue),
+                float(stats.wilcoxon(a, b, alternative="less").pvalue))
+    raise choice_error("test", test, ["paired_t", "wilcoxon"])
+
+
+_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+def _paired(claim: dict, runs, datasets) -> list[ClaimResult]:
+    out = []
+    test, alpha, rel = claim.get("test", "paired_t"), float(claim.get("alpha", 0.05)), claim.get("relation", ">")
+    if rel not in (">", ">="):
+        raise choice_error("relation", rel, [">", ">="])
+    for ds in datasets:
+        for metric in claim.get("metrics", ["acc", "nmi"]):
+            a_runs, b_runs = runs.get((claim["better"], ds)), runs.get((claim["worse"], ds))
+            if a_runs is None or b_runs is None:
+                continue
+            va, vb = a_runs.values(metric), b_runs.values(metric)
+            seeds = sorted(set(va) & set(vb))
+            if len(seeds) < 2:
+                out.append(ClaimResult(claim["id"], ds, metric, len(seeds), math.nan, math.nan, math.nan, "no data", test))
+                continue
+            a = np.array([va[s] for s in seeds]) * 100
+            b = np.array([vb[s] for s in seeds]) * 100
+            d = a - b
+            sd = d.std(ddof=1)
+            p_gt, p_lt = paired_test(a, b, test)
+            if rel == ">":
+                outcome = "supported" if p_gt < alpha else "contradicted" if p_lt < alpha else "inconclusive"
+                p = p_gt
+            else:
+                outcome = "contradicted" if p_lt < alpha else "supported" if d.mean() >= 0 else "inconclusive"
+                p = p_lt
+            out.append(ClaimResult(claim["id"], ds, metric, len(seeds), float(d.mean()),
+                                   float(d.mean() / sd) if sd > 0 else math.copysign(math.inf, d.mean() or 1),
+                                   p, outcome, test))
+    return out
+
+
+def _threshold(claim: dict, runs, datasets) -> list[ClaimResult]:
+    out = []
+    op = _OPS[claim.get("op", "<")]
+    for ds in datasets:
+        rr = runs.get((claim["row"], ds))
+        if rr is None:
+            continue
+        vals = list(rr.values(claim["metric"]).values())
+        if not vals:
+            out.append(ClaimResult(claim["id"], ds, claim["metric"], 0, math.nan, math.nan, math.nan, "no data", "threshold"))
+            continue
+        m = float(np.mean(vals))
+        outcome = "supported" if op(m, claim["value"]) else "contradicted"
+        out.append(ClaimResult(claim["id"], ds, claim["metric"], len(vals), m, math.nan, math.nan, outcome,
+                               f"mean {claim.get('op', '<')} {claim['value']}"))
+    return out
+
+
+def check_claims(paper: str, budget: str, store: Store, table: str | None = None) -> list[ClaimResult]:
+    """Test every claim of ``paper`` (of one table when given) on the runs stored at ``budget``."""
+    spec = load_spec(paper)
+    results: list[ClaimResult] = []
+    cache: dict[str, dict] = {}
+    for claim in spec.claims:
+        if table and claim.get("table") != table:
+            continue
+        tid = claim["table"]
+        runs = cache.setdefault(tid, collect(paper, tid, budget, store))
+        datasets = claim.get("datasets", spec.table_datasets(tid))
+        kind = claim.get("kind", "paired")
+        if kind == "paired":
+            results += _paired(claim, runs, datasets)
+        elif kind == "threshold":
+            results += _threshold(claim, runs, datasets)
+        else:
+            raise choice_error("claim kind", kind, ["paired", "threshold"])
+    return results

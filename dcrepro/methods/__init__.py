@@ -1,0 +1,130 @@
+"""Clustering methods, one module each, behind one registry.
+
+A method is registered with :func:`register_method` and called by the runner as::
+
+    outputs = fn(data, params, ctx)     # -> {output_name: RowOutput}
+
+* ``data``   -- a :class:`dcrepro.data.Dataset` (already subset by the runner when the spec asks);
+  methods must not read ``data.y`` except through ``ctx.labels_for_selection``.
+* ``params`` -- a plain dict of hyper-parameters resolved from ``benchmarks/<paper>.toml`` for the
+  requested budget; each method turns it into its own dataclass with :func:`params_from_dict`, which
+  rejects unknown keys and names the valid ones.
+* ``ctx``    -- a :class:`RunContext` (seed, device, number of clusters, cache dir, logger).
+
+One run may yield several table rows (a DCSS run gives AE + k-means, DCSSu and DCSS): return one
+:class:`RowOutput` per output; the spec maps table rows to ``job:output`` pairs, so nothing is
+trained twice. The runner computes ACC/NMI/ARI from ``RowOutput.labels``; extra measured numbers
+(timings, the number of clusters found) go in ``RowOutput.metrics``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["RunContext", "RowOutput", "register_method", "get_method", "list_methods", "params_from_dict"]
+
+
+@dataclass
+class RunContext:
+    """What a method may know about the run besides its data and hyper-parameters."""
+
+    seed: int
+    """Seed of this run; :func:`dcrepro.seeding.seed_everything` has already been called with it."""
+    n_clusters: int
+    """K given to the method (the data set's number of classes unless the spec overrides it)."""
+    device: str = "cpu"
+    """torch device string, 'cpu' or 'cuda'."""
+    budget: str = "quick"
+    """'quick', 'reduced' or 'full' (informational: the params already hold the budget's values)."""
+    cache_dir: Path = Path("results/cache")
+    """Where a method may cache expensive, seed-independent artefacts (embeddings, features)."""
+    labels_for_selection: np.ndarray | None = None
+    """Ground-truth labels, given ONLY when the spec sets ``select_by_labels = true`` (the official
+    DCSS code's best-ACC checkpointing). Label-free model selection (last epoch) when None."""
+    log: Callable[[str], None] = print
+
+
+@dataclass
+class RowOutput:
+    """One table row's result from a run."""
+
+    labels: np.ndarray | None = None
+    """Predicted cluster index per sample (any integers; may have != K distinct values)."""
+    eval_index: np.ndarray | None = None
+    """Indices into ``data`` that ``labels`` refer to (e.g. the 700-text test split of CDAC+);
+    None means ``labels`` covers every sample of ``data`` in order."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Extra measured numbers, e.g. {'time_s': 12.3, 'k_found': 9}."""
+    info: dict[str, Any] = field(default_factory=dict)
+    """JSON-serialisable extra facts worth keeping with the record (per-epoch losses, K per seed)."""
+
+
+MethodFn = Callable[[Any, dict, RunContext], "dict[str, RowOutput]"]
+_REGISTRY: dict[str, MethodFn] = {}
+
+# Modules that register methods when imported. Importing lazily keeps `dcrepro list` fast and lets a
+# method with an optional dependency fail only when it is used.
+_METHOD_MODULES = [
+    "dcrepro.methods.kmeans",
+    "dcrepro.methods.dcss",
+    "dcrepro.methods.dec",
+    "dcrepro.methods.idec",
+    "dcrepro.methods.dcn",
+    "dcrepro.methods.dkm",
+    "dcrepro.methods.text_baselines",
+    "dcrepro.methods.sccl",
+    "dcrepro.methods.deccrl",
+    "dcrepro.methods.dac",
+    "dcrepro.methods.deepdpm",
+]
+
+
+def register_method(name: str) -> Callable[[MethodFn], MethodFn]:
+    """Decorator: register ``fn(data, params, ctx) -> {output: RowOutput}`` under ``name``."""
+
+    def deco(fn: MethodFn) -> MethodFn:
+        if name in _REGISTRY and _REGISTRY[name] is not fn:
+            raise ValueError(f"method {name!r} registered twice")
+        _REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+def _import_all() -> None:
+    for mod in _METHOD_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:  # a module not written yet, or an optional dependency
+            if e.name != mod:
+                raise
+
+
+def list_methods() -> list[str]:
+    _import_all()
+    return sorted(_REGISTRY)
+
+
+def get_method(name: str) -> MethodFn:
+    if name not in _REGISTRY:
+        _import_all()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown method {name!r}; valid methods: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def params_from_dict(cls: type, params: dict, where: str = "") -> Any:
+    """Build the dataclass ``cls`` from ``params``; unknown keys raise an error naming the valid ones."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(params) - names)
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {unknown} for {cls.__name__}{' in ' + where if where else ''}; "
+            f"valid parameters: {sorted(names)}"
+        )
+    return cls(**params)

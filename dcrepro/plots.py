@@ -1,0 +1,85 @@
+"""Figures: hyper-parameter sweeps declared under ``[figures.<id>]`` in a paper's spec.
+
+One function per figure type. A sweep figure has one panel per metric, one line per (data set,
+output), mean ± std over seeds as a band; the caption states budget, seeds and deviations. PNG and
+PDF go to ``paper_tables/<paper>/<id>.{png,pdf}`` together with the numbers as CSV.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .spec import load_spec, project_root, resolve
+from .store import Store
+
+__all__ = ["sweep_frame", "write_figure"]
+
+
+def sweep_frame(paper: str, fid: str, store: Store, budget: str = "reduced") -> pd.DataFrame:
+    """Per-seed values of a sweep: columns dataset, output, value (of the param), seed, metric, y."""
+    spec = load_spec(paper)
+    fig = spec.figures[fid]
+    rows = []
+    for ds in fig["datasets"]:
+        for v in fig["values"]:
+            cfg = resolve(spec, fig["job"], ds, fig.get("budget", budget), {fig["param"]: v})
+            for rec in store.records(paper, fig["job"], ds, cfg.config_hash, status="ok"):
+                for out in fig.get("outputs", spec.job(fig["job"]).get("outputs", [fig["job"]])):
+                    for m in fig.get("metrics", ["acc", "nmi"]):
+                        val = rec.outputs.get(out, {}).get(m)
+                        if val is not None:
+                            scale = 100.0 if m in ("acc", "nmi", "nmi_geo", "ari") else 1.0
+                            rows.append(dict(dataset=ds, output=out, value=v, seed=rec.seed, metric=m, y=val * scale,
+                                             budget=cfg.effective_budget, deviations="; ".join(cfg.deviations)))
+    return pd.DataFrame(rows, columns=["dataset", "output", "value", "seed", "metric", "y", "budget", "deviations"])
+
+
+def write_figure(paper: str, fid: str, store: Store, budget: str = "reduced", out_dir: Path | None = None) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .tables import ds_name
+
+    spec = load_spec(paper)
+    fig_spec = spec.figures[fid]
+    df = sweep_frame(paper, fid, store, budget)
+    out_dir = Path(out_dir or project_root() / "paper_tables" / paper)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = fig_spec.get("metrics", ["acc", "nmi"])
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        sub = df[df["metric"] == m]
+        for (ds, out), g in sub.groupby(["dataset", "output"], sort=False):
+            agg = g.groupby("value")["y"].agg(["mean", "std", "count"]).sort_index()
+            x = np.array(agg.index, dtype=float)
+            ax.plot(x, agg["mean"], marker="o", label=f"{ds_name(ds)} · {out}")
+            ax.fill_between(x, agg["mean"] - agg["std"].fillna(0), agg["mean"] + agg["std"].fillna(0), alpha=0.2)
+        ax.set_xlabel(fig_spec.get("xlabel", fig_spec["param"]))
+        ax.set_ylabel(f"{m.upper()} (%)")
+        if fig_spec.get("xscale"):
+            ax.set_xscale(fig_spec["xscale"])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    n_seeds = int(df.groupby(["dataset", "value"])["seed"].nunique().min()) if len(df) else 0
+    budgets = ", ".join(sorted(set(df["budget"]))) or "no runs"
+    devs = sorted({d for s in df["deviations"] for d in s.split("; ") if d})
+    note = "" if budgets == "full" and not devs else " (NOT the paper's schedule: not comparable)"
+    caption = (f"{spec.meta.get('short', paper)} {fid}: {fig_spec.get('caption', '')}\n"
+               f"budget: {budgets}{note}; mean ± std over {n_seeds} seeds")
+    if devs:
+        caption += "\n" + "; ".join(devs)
+    fig.suptitle(caption, fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.86 if devs else 0.9))
+    paths = []
+    for ext in ("png", "pdf"):
+        p = out_dir / f"{fid}.{ext}"
+        fig.savefig(p, dpi=150)
+        paths.append(p)
+    plt.close(fig)
+    csv = out_dir / f"{fid}.csv"
+    df.to_csv(csv, index=False)
+    return paths + [csv]
