@@ -88,6 +88,8 @@ def _paired(claim: dict, runs, datasets) -> list[ClaimResult]:
             if a_runs is None or b_runs is None:
                 continue
             va, vb = a_runs.values(metric), b_runs.values(metric)
+            if not va and not vb:  # neither arm ran here (e.g. data not available): nothing to say
+                continue
             seeds = sorted(set(va) & set(vb))
             if len(seeds) < 2:
                 out.append(ClaimResult(claim["id"], ds, metric, len(seeds), math.nan, math.nan, math.nan, "no data", test))
@@ -118,7 +120,6 @@ def _threshold(claim: dict, runs, datasets) -> list[ClaimResult]:
             continue
         vals = list(rr.values(claim["metric"]).values())
         if not vals:
-            out.append(ClaimResult(claim["id"], ds, claim["metric"], 0, math.nan, math.nan, math.nan, "no data", "threshold"))
             continue
         m = float(np.mean(vals))
         outcome = "supported" if op(m, claim["value"]) else "contradicted"

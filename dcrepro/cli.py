@@ -51,7 +51,7 @@ def _plan(a):
     for paper in _papers(a.paper):
         spec = load_spec(paper)
         if a.figure:
-            for fid in a.figure:
+            for fid in (list(spec.figures) if a.figure == ["all"] else a.figure):
                 plan += plan_figure(paper, fid, a.budget, a.seeds)
         else:
             plan += build_plan(paper, _tables(spec, a.table), a.rows, a.datasets, a.seeds, a.budget)
@@ -96,7 +96,7 @@ def cmd_figure(a) -> int:
     with Store(a.store) as store:
         for paper in _papers(a.paper):
             spec = load_spec(paper)
-            for fid in a.figure or list(spec.figures):
+            for fid in list(spec.figures) if not a.figure or a.figure == ["all"] else a.figure:
                 for p in write_figure(paper, fid, store, a.budget, a.out):
                     print(p)
     return 0
@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("--rows", nargs="+")
     p.add_argument("--datasets", nargs="+")
-    p.add_argument("--figure", nargs="+", help="run a figure's parameter sweep instead of tables")
+    p.add_argument("--figure", nargs="+", help="run figures' parameter sweeps ('all' for every figure) instead of tables")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the spec's, 10)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--workers", type=int, default=1, help="parallel CPU worker processes")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .spec import load_spec, project_root, resolve
+from .spec import load_spec, resolve
 from .store import Store
 
 __all__ = ["sweep_frame", "write_figure"]
@@ -20,7 +20,7 @@ __all__ = ["sweep_frame", "write_figure"]
 def sweep_frame(paper: str, fid: str, store: Store, budget: str = "reduced") -> pd.DataFrame:
     """Per-seed values of a sweep: columns dataset, output, value (of the param), seed, metric, y."""
     spec = load_spec(paper)
-    fig = spec.figures[fid]
+    fig = spec.figure(fid)
     rows = []
     for ds in fig["datasets"]:
         for v in fig["values"]:
@@ -42,12 +42,12 @@ def write_figure(paper: str, fid: str, store: Store, budget: str = "reduced", ou
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .tables import ds_name
+    from .tables import ds_name, output_dir
 
     spec = load_spec(paper)
-    fig_spec = spec.figures[fid]
+    fig_spec = spec.figure(fid)
     df = sweep_frame(paper, fid, store, budget)
-    out_dir = Path(out_dir or project_root() / "paper_tables" / paper)
+    out_dir = Path(out_dir or output_dir(paper, budget))
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = fig_spec.get("metrics", ["acc", "nmi"])
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)

@@ -64,10 +64,7 @@ def build_plan(paper: str, tables: list[str] | None = None, rows: list[str] | No
 def plan_figure(paper: str, figure: str, budget: str = "reduced", seeds: int | None = None) -> list[RunItem]:
     """Runs of a parameter sweep declared under ``[figures.<id>]``: one config per grid value."""
     spec = load_spec(paper)
-    if figure not in spec.figures:
-        from .spec import choice_error
-        raise choice_error("figure", figure, list(spec.figures))
-    fig = spec.figures[figure]
+    fig = spec.figure(figure)
     n = seeds if seeds is not None else int(fig.get("seeds", 3))
     plan = []
     for ds in fig["datasets"]:

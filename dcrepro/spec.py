@@ -138,6 +138,11 @@ class Spec:
             raise choice_error("table", tid, list(self.tables))
         return self.tables[tid]
 
+    def figure(self, fid: str) -> dict:
+        if fid not in self.figures:
+            raise choice_error("figure", fid, list(self.figures))
+        return self.figures[fid]
+
     def job(self, name: str) -> dict:
         if name not in self.jobs:
             raise choice_error("job", name, list(self.jobs))

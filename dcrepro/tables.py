@@ -20,7 +20,14 @@ from .reference import VERDICTS, reference_layout
 from .spec import load_spec, project_root
 from .store import Store
 
-__all__ = ["render_table", "write_table", "MARKS"]
+__all__ = ["render_table", "write_table", "output_dir", "MARKS"]
+
+
+def output_dir(paper: str, budget: str) -> Path:
+    """``paper_tables/<paper>/`` for reduced and full budgets; quick-budget output (tests, smoke runs) goes
+    to ``paper_tables/_quick/<paper>/`` (git-ignored) so it never overwrites a committed table."""
+    base = project_root() / "paper_tables"
+    return base / "_quick" / paper if budget == "quick" else base / paper
 
 MARKS = {"within": "✓", "below": "▼", "above": "▲", "not_comparable": "≈", "failed": "✗", "missing": "·",
          "data_unavailable": "∅", "na_in_paper": "", "missing_in_source": "", "not_in_suite": "",
@@ -172,7 +179,7 @@ def _latex(paper, table, budget, cells, cols, rows, idx, nd) -> str:
 
 def write_table(paper: str, table: str, budget: str, store: Store, out_dir: Path | None = None,
                 mode: str = "paper") -> list[Path]:
-    out_dir = Path(out_dir or project_root() / "paper_tables" / paper)
+    out_dir = Path(out_dir or output_dir(paper, budget))
     out_dir.mkdir(parents=True, exist_ok=True)
     rendered = render_table(paper, table, budget, store, mode)
     paths = []
