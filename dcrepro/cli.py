@@ -209,20 +209,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("env", help="versions, device, data root, store")
     p.set_defaults(fn=cmd_env)
 
-    try:
-        from .data.cli import register
-    except ImportError:
-        pass
-    else:
-        register(sub)
+    from .data.cli import register
+
+    register(sub, tables=_tables_by_dataset)
     return ap
+
+
+def _tables_by_dataset() -> dict[str, list[str]]:
+    """{data set: ['paper/table', ...]} from the specs (for `dcrepro data list`)."""
+    out: dict[str, list[str]] = {}
+    for paper in list_papers():
+        spec = load_spec(paper)
+        for tid in spec.tables:
+            for ds in spec.table_datasets(tid):
+                out.setdefault(ds.partition("@")[0], []).append(f"{paper}/{tid}")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     a = ap.parse_args(argv)
     try:
-        return int(a.fn(a) or 0)
+        return int((a.fn if hasattr(a, "fn") else a.func)(a) or 0)
     except KeyError as e:  # unknown names: one line naming the valid choices
         print(f"dcrepro: error: {e.args[0]}", file=sys.stderr)
         return 2
