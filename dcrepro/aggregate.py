@@ -44,11 +44,12 @@ def collect(paper: str, table: str, budget: str, store: Store) -> dict[tuple[str
     spec = load_spec(paper)
     out: dict[tuple[str, str], RowRuns] = {}
     for row, ref in spec.table_rows(table).items():
-        for ds in spec.table_datasets(table):
-            if ds not in spec.job_datasets(ref.job):
+        for col in spec.table_datasets(table):
+            ds = spec.job_input(table, ref.job, col)
+            if ds is None:
                 continue
             cfg = resolve(spec, ref.job, ds, budget)
-            rr = RowRuns(row, ds, ref.output, cfg)
+            rr = RowRuns(row, col, ref.output, cfg)
             for rec in store.records(paper, ref.job, ds, cfg.config_hash):
                 if rec.status == "ok" and ref.output in rec.outputs:
                     rr.ok.append(rec)
@@ -125,7 +126,7 @@ def _verdict(line: dict, rr: RowRuns | None, rc, paper: str, table: str, mode: s
     if line["n"] == 0:
         if rr.failed:
             return "failed"
-        return "missing" if is_available(line["dataset"]) else "data_unavailable"
+        return "missing" if is_available(rr.cfg.dataset) else "data_unavailable"
     if mode == "accepted":
         return _regression_verdict(line, rr, store)
     if line["paper_status"] == "na":

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .runner import sweep_overrides
 from .spec import load_spec, resolve
 from .store import Store
 
@@ -24,14 +25,15 @@ def sweep_frame(paper: str, fid: str, store: Store, budget: str = "reduced") -> 
     rows = []
     for ds in fig["datasets"]:
         for v in fig["values"]:
-            cfg = resolve(spec, fig["job"], ds, fig.get("budget", budget), {fig["param"]: v})
+            cfg = resolve(spec, fig["job"], ds, fig.get("budget", budget), sweep_overrides(fig, v))
             for rec in store.records(paper, fig["job"], ds, cfg.config_hash, status="ok"):
                 for out in fig.get("outputs", spec.job(fig["job"]).get("outputs", [fig["job"]])):
                     for m in fig.get("metrics", ["acc", "nmi"]):
                         val = rec.outputs.get(out, {}).get(m)
                         if val is not None:
                             scale = 100.0 if m in ("acc", "nmi", "nmi_geo", "ari") else 1.0
-                            rows.append(dict(dataset=ds, output=out, value=v, seed=rec.seed, metric=m, y=val * scale,
+                            x = v[0] if isinstance(v, list) else v
+                            rows.append(dict(dataset=ds, output=out, value=x, seed=rec.seed, metric=m, y=val * scale,
                                              budget=cfg.effective_budget, deviations="; ".join(cfg.deviations)))
     return pd.DataFrame(rows, columns=["dataset", "output", "value", "seed", "metric", "y", "budget", "deviations"])
 
@@ -58,7 +60,7 @@ def write_figure(paper: str, fid: str, store: Store, budget: str = "reduced", ou
             x = np.array(agg.index, dtype=float)
             ax.plot(x, agg["mean"], marker="o", label=f"{ds_name(ds)} · {out}")
             ax.fill_between(x, agg["mean"] - agg["std"].fillna(0), agg["mean"] + agg["std"].fillna(0), alpha=0.2)
-        ax.set_xlabel(fig_spec.get("xlabel", fig_spec["param"]))
+        ax.set_xlabel(fig_spec.get("xlabel", str(fig_spec["param"])))
         ax.set_ylabel(f"{m.upper()} (%)")
         if fig_spec.get("xscale"):
             ax.set_xscale(fig_spec["xscale"])

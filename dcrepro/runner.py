@@ -69,9 +69,17 @@ def plan_figure(paper: str, figure: str, budget: str = "reduced", seeds: int | N
     plan = []
     for ds in fig["datasets"]:
         for v in fig["values"]:
-            cfg = resolve(spec, fig["job"], ds, fig.get("budget", budget), {fig["param"]: v})
+            cfg = resolve(spec, fig["job"], ds, fig.get("budget", budget), sweep_overrides(fig, v))
             plan += [RunItem(cfg, s) for s in range(n)]
     return plan
+
+
+def sweep_overrides(fig: dict, value) -> dict:
+    """Parameter overrides of one grid point: the figure's fixed ``params`` plus ``param = value``; a list
+    ``param = ["zeta", "gamma"]`` takes list values (one per name), e.g. ζ and γ swept together."""
+    names = fig["param"] if isinstance(fig["param"], list) else [fig["param"]]
+    values = value if isinstance(fig["param"], list) else [value]
+    return dict(fig.get("params", {})) | dict(zip(names, values))
 
 
 @functools.lru_cache(maxsize=4)
@@ -170,8 +178,11 @@ def execute(plan: list[RunItem], store_path: str | Path | None = None, device: s
                 bar.update()
         else:
             ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            threads = max(1, ncpu // workers)
+            for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):  # inherited at spawn
+                os.environ[var] = str(threads)
             with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init,
-                                     initargs=(max(1, ncpu // workers),)) as pool:
+                                     initargs=(threads,)) as pool:
                 futs = [pool.submit(_worker, it, str(store.path), device, force) for it in todo]
                 for f in as_completed(futs):
                     label, outcome, _ = f.result()

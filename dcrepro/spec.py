@@ -157,6 +157,16 @@ class Spec:
     def job_datasets(self, name: str) -> list[str]:
         return list(self.job(name).get("datasets", []))
 
+    def job_input(self, tid: str, job: str, column: str) -> str | None:
+        """The data set ``job`` runs on for table column ``column``: the column itself, or the table's
+        ``column_inputs`` entry (e.g. DCSS Table 1's CIFAR-10 column -> ``cifar10@simclr_h`` features for the
+        AE-based rows, while k-means runs on the raw images); None when the job does not run there."""
+        ds = self.job_datasets(job)
+        if column in ds:
+            return column
+        alt = self.table(tid).get("column_inputs", {}).get(column)
+        return alt if alt in ds else None
+
     def runs_for_table(self, tid: str, rows=None, datasets=None) -> list[tuple[str, str]]:
         """(job, dataset) pairs needed to fill table ``tid`` (restricted to ``rows``/``datasets``)."""
         trows = self.table_rows(tid)
@@ -173,8 +183,9 @@ class Spec:
             tds = [d for d in tds if d in datasets]
         pairs: list[tuple[str, str]] = []
         for ref in trows.values():
-            for ds in tds:
-                if ds in self.job_datasets(ref.job) and (ref.job, ds) not in pairs:
+            for col in tds:
+                ds = self.job_input(tid, ref.job, col)
+                if ds is not None and (ref.job, ds) not in pairs:
                     pairs.append((ref.job, ds))
         return pairs
 
@@ -216,6 +227,8 @@ def _resolve_once(spec: Spec, job_name: str, dataset: str, budget: str, override
         select = layer.get("select_by_labels", select)
         devs += [d for d in layer.get("deviations", []) if d not in devs]
     if overrides:
+        overrides = dict(overrides)
+        n_clusters = overrides.pop("n_clusters", n_clusters)
         params = _merge(params, overrides)
     if select:
         devs.append("model selection uses ground-truth labels (official-code checkpointing)")

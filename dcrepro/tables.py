@@ -90,12 +90,23 @@ def _header_lines(paper: str, table: str, budget: str, cells: pd.DataFrame, stor
               f"- Regenerate: `dcrepro run --paper {paper} --table {table} --budget {budget}` then "
               f"`dcrepro table --paper {paper} --table {table} --budget {budget}`."]
     if devs:
-        lines.append("- Declared deviations: " + "; ".join(devs) + ".")
+        lines.append("- Declared deviations, by job (a deviation listed once applies to every data set it names):")
+        for job, rows in _rows_by_job(spec, table).items():
+            jd = list(dict.fromkeys(d for s in run[run["row"].isin(rows)]["deviations"] for d in s.split("; ") if d))
+            if jd:
+                lines.append(f"  - `{job}` ({', '.join(rows)}): " + "; ".join(jd) + ".")
     wall = _wall_time(paper, cells, store)
     if wall:
         lines.append(f"- Compute: {wall}.")
     lines.append(f"- Generated {_dt.date.today().isoformat()} at git {envinfo.git_revision()[:12]}.")
     return lines
+
+
+def _rows_by_job(spec, table: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for row, ref in spec.table_rows(table).items():
+        out.setdefault(ref.job, []).append(row)
+    return out
 
 
 def _wall_time(paper: str, cells: pd.DataFrame, store: Store) -> str:
