@@ -55,7 +55,7 @@ def collect(paper: str, table: str, budget: str, store: Store) -> dict[tuple[str
                     rr.ok.append(rec)
                 elif rec.status == "failed":
                     rr.failed.append(rec)
-            out[(row, ds)] = rr
+            out[(row, col)] = rr
     return out
 
 

@@ -212,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .data.cli import register
 
     register(sub, tables=_tables_by_dataset)
+    from .backbones.cli import register as register_backbone
+
+    register_backbone(sub)
     return ap
 
 

@@ -210,17 +210,19 @@ def _merge(dst: dict, src: dict) -> dict:
     return out
 
 
-def _layers(job: dict, dataset: str, budget: str) -> list[dict]:
-    """Override layers in order: job base, job budget, data-set base, data-set budget."""
+def _layers(spec: "Spec", job: dict, dataset: str, budget: str) -> list[dict]:
+    """Override layers in order: job base, the spec's ``[inputs.<data set>]`` (what every job on that input
+    shares, e.g. the SimCLR-feature deviations), job budget, job data-set base, job data-set budget."""
     ds = job.get("dataset", {}).get(dataset, {})
-    return [job, job.get("budget", {}).get(budget, {}), ds, ds.get("budget", {}).get(budget, {})]
+    shared = spec.raw.get("inputs", {}).get(dataset, {})
+    return [job, shared, job.get("budget", {}).get(budget, {}), ds, ds.get("budget", {}).get(budget, {})]
 
 
 def _resolve_once(spec: Spec, job_name: str, dataset: str, budget: str, overrides: dict | None) -> RunConfig:
     job = spec.job(job_name)
     params: dict = {}
     subset, n_clusters, select, devs = None, None, False, []
-    for layer in _layers(job, dataset, budget):
+    for layer in _layers(spec, job, dataset, budget):
         params = _merge(params, layer.get("params", {}))
         subset = layer.get("subset", subset)
         n_clusters = layer.get("n_clusters", n_clusters)

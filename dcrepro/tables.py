@@ -95,11 +95,29 @@ def _header_lines(paper: str, table: str, budget: str, cells: pd.DataFrame, stor
             jd = list(dict.fromkeys(d for s in run[run["row"].isin(rows)]["deviations"] for d in s.split("; ") if d))
             if jd:
                 lines.append(f"  - `{job}` ({', '.join(rows)}): " + "; ".join(jd) + ".")
+    unavailable = _unavailable_inputs(paper, table, cells)
+    if unavailable:
+        lines.append("- Data not available here (cells marked ∅ hold no number): " + "; ".join(unavailable) + ".")
     wall = _wall_time(paper, cells, store)
     if wall:
         lines.append(f"- Compute: {wall}.")
     lines.append(f"- Generated {_dt.date.today().isoformat()} at git {envinfo.git_revision()[:12]}.")
     return lines
+
+
+def _unavailable_inputs(paper: str, table: str, cells: pd.DataFrame) -> list[str]:
+    """For each unavailable input of the table: its name and how to make it (feature sets: the GPU command)."""
+    from .data.feature_sets import is_feature_name, make_command
+
+    spec = load_spec(paper)
+    names = []
+    for row, ref in spec.table_rows(table).items():
+        for col in set(cells.loc[(cells["row"] == row) & (cells["verdict"] == "data_unavailable"), "dataset"]):
+            ds = spec.job_input(table, ref.job, col)
+            if ds and ds not in names:
+                names.append(ds)
+    return [f"`{n}` (make it on a GPU: `{make_command(n)}`)" if is_feature_name(n)
+            else f"`{n}` (`dcrepro data verify {n}` says which files go where)" for n in sorted(names)]
 
 
 def _rows_by_job(spec, table: str) -> dict[str, list[str]]:

@@ -1,5 +1,8 @@
 """``dcrepro data list | verify [NAME] | fetch NAME``: the data-set commands of the CLI.
 
+``list`` and ``verify`` also show the backbone feature sets (``cifar10@simclr_h``, ...; see
+:mod:`dcrepro.data.feature_sets`) after the registered data sets.
+
 The lead's ``dcrepro/cli.py`` calls :func:`register` with its argparse sub-parsers; each command
 sets ``func`` (``args -> exit code``). The plain functions behind the commands —
 :func:`list_rows`, :func:`verify_rows`, :func:`format_rows`, :func:`fetch` — are usable directly.
@@ -12,6 +15,7 @@ import sys
 from typing import Callable, Mapping
 
 from .dataset import DataNotAvailable
+from .feature_sets import FEATURE_SPACES, list_feature_sets, make_command, split_feature_name
 from .registry import REGISTRY, _root, dataset_status, get_spec, load_dataset, resolve_name
 
 __all__ = ["register", "list_rows", "verify_rows", "format_rows", "missing_instructions", "fetch"]
@@ -50,7 +54,8 @@ def list_rows(root=None, tables: TableMap = None, *, count: bool = True, hashes:
     hashes : bool
         Hash the files (sha256 / md5) to tell 'present' from 'checksum mismatch'.
     names : list of str, optional
-        Restrict to these data sets.
+        Restrict to these data sets (default: every registered data set, then the feature sets of
+        :func:`~dcrepro.data.list_feature_sets`).
 
     Returns
     -------
@@ -60,15 +65,21 @@ def list_rows(root=None, tables: TableMap = None, *, count: bool = True, hashes:
     """
     table_map = _tables(tables)
     rows = []
-    for name in [resolve_name(n) for n in names] if names else list(REGISTRY):
-        spec = get_spec(name)
+    for name in [resolve_name(n) for n in names] if names else list(REGISTRY) + list_feature_sets():
+        if "@" in name:  # a feature set: facts from its image set
+            base, space = split_feature_name(name)
+            spec = REGISTRY[base]
+            display, modality = f"{spec.display_name} @ {FEATURE_SPACES[space].label}", "features"
+        else:
+            spec = get_spec(name)
+            display, modality = spec.display_name, spec.modality
         st = dataset_status(name, root, hashes=hashes)
         samples = classes = note = None
         if st["status"] == "present" and count:
             samples, classes, note = _count(name, root)
             if note is None and samples != spec.n_samples:
                 note = f"expected {spec.n_samples:,} samples"
-        rows.append({"name": name, "display_name": spec.display_name, "modality": spec.modality,
+        rows.append({"name": name, "display_name": display, "modality": modality,
                      "status": st["status"], "checked": st["checked"], "samples": samples,
                      "expected_samples": spec.n_samples, "classes": classes, "expected_classes": spec.n_classes,
                      "size_mib": st["bytes"] / 2**20 if st["status"] != "missing" else None,
@@ -125,6 +136,10 @@ def missing_instructions(rows: list[dict], root=None) -> str:
     out = []
     for r in rows:
         if r["status"] == "present":
+            continue
+        if "@" in r["name"]:
+            out.append(f"  {r['name']}: {r['status']} - make it on a GPU machine (needs the image set): "
+                       f"`{make_command(r['name'], root)}`.")
             continue
         spec = get_spec(r["name"])
         if spec.archive is not None:

@@ -5,7 +5,9 @@ number of classes, expected size, the files with their checksums, the canonical 
 plus the public entry points :func:`load_dataset`, :func:`is_available`, :func:`dataset_status`.
 The data root is ``$DCREPRO_DATA`` (default ``~/.cache/dcrepro``) and mirrors ``shared/data``, so
 ``DCREPRO_DATA=../shared/data`` works as is. Used by the runner, the CLI (:mod:`dcrepro.data.cli`)
-and the fetcher (:mod:`dcrepro.data.fetch`).
+and the fetcher (:mod:`dcrepro.data.fetch`). Names of the form ``<image set>@<space>``
+(``cifar10@simclr_h``) are backbone feature sets: the public functions hand them to
+:mod:`dcrepro.data.feature_sets`.
 
 Checksums: sha256 from the ``PROVENANCE.txt`` of ``shared/data`` for the sets placed there; for the
 colour sets, which are not, the md5 values that torchvision checks (the only published ones).
@@ -25,7 +27,7 @@ from .dataset import ChecksumMismatch, DataNotAvailable, Dataset
 from .loaders import LOADERS
 
 __all__ = ["FileSpec", "ArchiveSpec", "DatasetSpec", "REGISTRY", "data_root", "get_spec", "list_datasets",
-           "resolve_name", "is_available", "load_dataset", "dataset_status", "file_digest"]
+           "list_feature_sets", "resolve_name", "is_available", "load_dataset", "dataset_status", "file_digest"]
 
 _GH = "https://raw.githubusercontent.com/{repo}/{commit}/{path}"
 _CDAC = ("thuiar/CDAC-plus", "0c1cd4cfaee3071f8f53d1df14cadebb2f54016d")
@@ -239,8 +241,22 @@ def list_datasets() -> list[str]:
     return list(REGISTRY)
 
 
+def list_feature_sets() -> list[str]:
+    """Ids ``<image set>@<space>`` of the backbone feature sets the target tables use."""
+    from .feature_sets import list_feature_sets as _list
+
+    return _list()
+
+
 def resolve_name(name: str) -> str:
-    """Canonical id of ``name``; display names and spelling variants (``'Fashion-MNIST'``) are accepted."""
+    """Canonical id of ``name``; display names and spelling variants (``'Fashion-MNIST'``) are accepted.
+
+    Feature sets resolve to ``<image set>@<space>`` (``'CIFAR-10@simclr_h'`` -> ``'cifar10@simclr_h'``).
+    """
+    if "@" in str(name):
+        from .feature_sets import resolve_feature_name
+
+        return resolve_feature_name(name)
     key = _ALIASES.get(_norm(str(name)))
     if key is None:
         raise ValueError(f"unknown data set {name!r}; valid data sets: {', '.join(REGISTRY)}")
@@ -248,8 +264,12 @@ def resolve_name(name: str) -> str:
 
 
 def get_spec(name: str) -> DatasetSpec:
-    """The registry entry of ``name`` (see :func:`resolve_name`)."""
-    return REGISTRY[resolve_name(name)]
+    """The registry entry of ``name`` (see :func:`resolve_name`); feature sets have none (see their base)."""
+    key = resolve_name(name)
+    if "@" in key:
+        raise ValueError(f"{key!r} is a feature set, not a registered data set; its image set is "
+                         f"{key.partition('@')[0]!r} (see dcrepro.data.feature_sets)")
+    return REGISTRY[key]
 
 
 def data_root() -> Path:
@@ -295,6 +315,10 @@ def dataset_status(name: str, root=None, *, hashes: bool = True) -> dict:
         ('sha256', 'md5', 'no checksum' for folders / files without a published one, 'not hashed');
         ``files``: {relative path: state}; ``root``; ``bytes`` (of the files present).
     """
+    if "@" in str(name):
+        from .feature_sets import feature_status
+
+        return feature_status(name, root, hashes=hashes)
     spec, root = get_spec(name), _root(root)
     states = {f.path: _check_file(f, root, hashes) for f in spec.files}
     values = set(states.values())
@@ -318,6 +342,10 @@ def dataset_status(name: str, root=None, *, hashes: bool = True) -> dict:
 
 def is_available(name: str, root=None) -> bool:
     """True when every file the data set needs is present (cheap: no hashing, no reading)."""
+    if "@" in str(name):
+        from .feature_sets import is_feature_available
+
+        return is_feature_available(name, root)
     spec, root = get_spec(name), _root(root)
     return all(_check_file(f, root, hashes=False) != "missing" for f in spec.files)
 
@@ -364,7 +392,8 @@ def load_dataset(name: str, root=None, *, verify: bool = False, image_size: int 
     Parameters
     ----------
     name : str
-        Canonical id or display name (see :func:`list_datasets`).
+        Canonical id or display name (see :func:`list_datasets`), or a feature set ``<image set>@<space>``
+        (see :func:`list_feature_sets`; ``verify`` does not apply to it).
     root : path-like, optional
         Data root; default :func:`data_root`.
     verify : bool
@@ -385,6 +414,12 @@ def load_dataset(name: str, root=None, *, verify: bool = False, image_size: int 
     ChecksumMismatch
         A file's size (always) or hash (``verify=True``) differs from the registry.
     """
+    if "@" in str(name):
+        from .feature_sets import load_feature_set
+
+        if image_size is not None:
+            raise ValueError(f"image_size does not apply to feature set {name!r}")
+        return load_feature_set(name, root)
     spec, root = get_spec(name), _root(root)
     kwargs = {}
     if image_size is not None:

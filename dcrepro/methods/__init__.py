@@ -76,6 +76,7 @@ _METHOD_MODULES = [
     "dcrepro.methods.idec",
     "dcrepro.methods.dcn",
     "dcrepro.methods.dkm",
+    "dcrepro.methods.mnet_features",
     "dcrepro.methods.text_baselines",
     "dcrepro.methods.sccl",
     "dcrepro.methods.deccrl",

@@ -1,0 +1,234 @@
+"""Feature data sets: N×D vectors a self-supervised backbone computed from a registered image set.
+
+A feature set is named ``<image set>@<space>`` (``cifar10@simclr_h``, ``cifar100_20@moco``) and lives in
+``<data root>/features/<image set>/<space>.npz`` (arrays ``X`` float32 N×D, ``y`` int64, ``split_<name>``
+index arrays copied from the image set, ``recipe`` = the backbone recipe as a JSON string) with a
+readable copy of the recipe in ``<space>.json`` beside it. ``dcrepro backbone`` (:mod:`dcrepro.backbones`)
+writes them with :func:`write_feature_set`; the registry (:mod:`dcrepro.data.registry`) sends every name
+containing ``@`` here, so :func:`~dcrepro.data.load_dataset`, :func:`~dcrepro.data.is_available`,
+:func:`~dcrepro.data.dataset_status` and ``dcrepro data list`` treat them like any other data set.
+A missing feature set raises :class:`DataNotAvailable` with the command that makes it.
+
+This module imports no torch: the data layer stays light.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .dataset import DataNotAvailable, Dataset
+
+__all__ = ["FeatureSpace", "FEATURE_SPACES", "PAPER_FEATURE_SETS", "list_feature_sets", "is_feature_name",
+           "split_feature_name", "resolve_feature_name", "feature_path", "is_feature_available", "feature_status",
+           "make_command", "load_feature_set", "write_feature_set"]
+
+FEATURES_DIR = "features"
+IMAGE_MODALITIES = ("grey", "rgb")
+
+
+@dataclass(frozen=True)
+class FeatureSpace:
+    """One kind of feature vector a backbone yields, and the recipe recommended to make it."""
+
+    name: str
+    label: str
+    """How tables and listings name the space."""
+    method: str
+    """``dcrepro backbone --method`` value that writes it ('simclr' writes both SimCLR spaces)."""
+    description: str
+    arch: str
+    """Recommended backbone. SimCLR: ResNet-34 (DCSS §4.8.2, P). MoCo: ResNet-18 (SPICE CIFAR configs, I)."""
+    epochs: int
+    """Recommended epochs. SimCLR: 500 (SimCLR CIFAR runs / SCAN pretext, I: DCSS gives none).
+    MoCo: 1,000 (SPICE ``train_moco.py`` CIFAR checkpoints, C)."""
+    batch_size: int
+    """Recommended batch. SimCLR: 512 (SCAN pretext config). MoCo: 256 (MoCo-v2 paper)."""
+
+
+FEATURE_SPACES: dict[str, FeatureSpace] = {s.name: s for s in (
+    FeatureSpace("simclr_h", "SimCLR H space", "simclr",
+                 "backbone output after global average pooling (512-d for ResNet-18/34), un-normalised",
+                 "resnet34", 500, 512),
+    FeatureSpace("simclr_z", "SimCLR Z space", "simclr",
+                 "projection-head output (128-d), un-normalised", "resnet34", 500, 512),
+    FeatureSpace("moco", "MoCo", "moco",
+                 "MoCo-v2 query-encoder output after global average pooling, L2-normalised "
+                 "(as SPICE's feas_moco_512_l2)", "resnet18", 1000, 256),
+)}
+
+PAPER_FEATURE_SETS = ("cifar10@simclr_h", "cifar10@simclr_z", "stl10@simclr_h", "stl10@simclr_z",
+                      "cifar100_20@simclr_h", "cifar100_20@simclr_z", "imagenet10@simclr_h",
+                      "cifar10@moco", "cifar100_20@moco")
+"""The feature sets the target tables use (DCSS Tables 1, 3, 4: SimCLR; Table 5: MoCo)."""
+
+
+def list_feature_sets() -> list[str]:
+    """Ids of the feature sets the target tables use (any ``<image set>@<space>`` pair is loadable)."""
+    return list(PAPER_FEATURE_SETS)
+
+
+def is_feature_name(name) -> bool:
+    return "@" in str(name)
+
+
+def split_feature_name(name: str) -> tuple[str, str]:
+    """``'CIFAR-10@simclr_h'`` -> ``('cifar10', 'simclr_h')``; bad parts raise naming the valid choices."""
+    from .registry import REGISTRY, resolve_name
+
+    base, _, space = str(name).partition("@")
+    base = resolve_name(base)
+    images = [n for n, s in REGISTRY.items() if s.modality in IMAGE_MODALITIES]
+    if base not in images:
+        raise ValueError(f"feature set {name!r}: {base!r} is not an image data set; valid image sets: "
+                         f"{', '.join(images)}")
+    space = space.strip().lower()
+    if space not in FEATURE_SPACES:
+        raise ValueError(f"feature set {name!r}: unknown feature space {space!r}; valid spaces: "
+                         f"{', '.join(FEATURE_SPACES)}")
+    return base, space
+
+
+def resolve_feature_name(name: str) -> str:
+    """Canonical ``<image set>@<space>`` id of ``name``."""
+    return "@".join(split_feature_name(name))
+
+
+def _root(root) -> Path:
+    from .registry import _root as registry_root
+
+    return registry_root(root)
+
+
+def feature_path(name: str, root=None) -> Path:
+    """``<root>/features/<image set>/<space>.npz``."""
+    base, space = split_feature_name(name)
+    return _root(root) / FEATURES_DIR / base / f"{space}.npz"
+
+
+def is_feature_available(name: str, root=None) -> bool:
+    """True when the feature file exists (cheap: nothing is read)."""
+    return feature_path(name, root).is_file()
+
+
+def feature_status(name: str, root=None, *, hashes: bool = True) -> dict:
+    """Same keys as :func:`dcrepro.data.dataset_status`; 'checked' is 'recipe' (no published checksum)."""
+    base, space = split_feature_name(name)
+    root = _root(root)
+    path = feature_path(name, root)
+    present = path.is_file()
+    rel = str(path.relative_to(root))
+    return {"name": f"{base}@{space}", "status": "present" if present else "missing",
+            "checked": "recipe" if hashes else "not hashed", "files": {rel: "ok" if present else "missing"},
+            "root": str(root), "bytes": path.stat().st_size if present else 0}
+
+
+def make_command(name: str, root=None) -> str:
+    """The ``dcrepro backbone`` command line that writes feature set ``name`` under ``root``."""
+    base, space = split_feature_name(name)
+    s = FEATURE_SPACES[space]
+    return (f"dcrepro backbone --dataset {base} --method {s.method} --arch {s.arch} --epochs {s.epochs} "
+            f"--batch-size {s.batch_size} --device cuda --out {_root(root)}")
+
+
+def _missing_message(name: str, root: Path) -> str:
+    from .registry import REGISTRY, _where_from, is_available
+
+    base, space = split_feature_name(name)
+    spec, s = REGISTRY[base], FEATURE_SPACES[space]
+    path = feature_path(name, root)
+    also = "; it writes both SimCLR spaces, H and Z" if s.method == "simclr" else ""
+    if is_available(base, root):
+        images = f"The image set {spec.display_name} ({base}) is present under {root / spec.folder}."
+    else:
+        images = (f"The image set {spec.display_name} ({base}) must be present first (images are read from "
+                  f"--data-root, default $DCREPRO_DATA); it is missing under {root}: {_where_from(spec, root)}")
+    return (f"feature set {base}@{space} ({spec.display_name}, {s.label}: {s.description}) is not available: "
+            f"{path} does not exist.\nMake it on a GPU machine (hours{also}) with\n  {make_command(name, root)}\n"
+            f"{images}")
+
+
+def load_feature_set(name: str, root=None) -> Dataset:
+    """Load ``<image set>@<space>`` as a ``Dataset(modality='features')`` with the image set's splits.
+
+    Raises
+    ------
+    DataNotAvailable
+        The file is missing (the message gives the ``dcrepro backbone`` command) or unreadable.
+    """
+    from .registry import REGISTRY
+
+    base, space = split_feature_name(name)
+    root = _root(root)
+    path = feature_path(name, root)
+    if not path.is_file():
+        raise DataNotAvailable(_missing_message(name, root))
+    spec = REGISTRY[base]
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            X, y = np.asarray(z["X"], dtype=np.float32), np.asarray(z["y"], dtype=np.int64)
+            splits = {k[len("split_"):]: np.asarray(z[k]) for k in z.files if k.startswith("split_")}
+            recipe = json.loads(str(z["recipe"])) if "recipe" in z.files else {}
+        if X.ndim != 2 or not np.isfinite(X).all():
+            raise ValueError(f"X must be a finite N×D array; got shape {X.shape}")
+        data = Dataset(f"{base}@{space}", "features", X, y, spec.n_classes, splits)
+    except (ValueError, OSError, KeyError, EOFError) as e:
+        raise DataNotAvailable(f"feature set {base}@{space}: {path} could not be read: {type(e).__name__}: {e}\n"
+                               f"Re-create it with\n  {make_command(name, root)}") from e
+    data.meta = {"display_name": f"{spec.display_name} ({FEATURE_SPACES[space].label})", "base": base,
+                 "space": space, "source": f"{FEATURE_SPACES[space].label} features of {spec.source}",
+                 "root": str(root), "files": [str(path.relative_to(root))], "recipe": recipe,
+                 "expected_samples": spec.n_samples, "splits_protocol": spec.splits}
+    return data
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; feature sets are shared like the other data files
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_feature_set(name: str, X, y, splits: dict, recipe: dict, root=None) -> Path:
+    """Write feature set ``name`` atomically (temporary file + ``os.replace``) and its JSON recipe.
+
+    Parameters
+    ----------
+    name : str
+        ``<image set>@<space>``.
+    X : array-like, N×D
+        Stored as float32.
+    y : array-like of int, N
+        Labels of the image set, in the same order.
+    splits : dict of str to array-like
+        The image set's named index arrays ('all' is implied and not stored).
+    recipe : dict
+        JSON-serialisable facts: backbone method, arch, epochs, seed, optimiser, the image set's checksum status.
+
+    Returns
+    -------
+    pathlib.Path
+        The ``.npz`` written.
+    """
+    base, space = split_feature_name(name)
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int64)
+    if X.ndim != 2 or len(X) != len(y):
+        raise ValueError(f"need X N×D and y of length N; got X {X.shape}, y {y.shape}")
+    path = feature_path(name, root)
+    text = json.dumps({"name": f"{base}@{space}", "shape": list(X.shape), **recipe}, indent=2, sort_keys=True)
+    arrays = {"X": X, "y": y, "recipe": np.array(text),
+              **{f"split_{k}": np.asarray(v, dtype=np.int64) for k, v in splits.items() if k != "all"}}
+    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    _atomic_write(path.with_suffix(".json"), lambda f: f.write(text.encode() + b"\n"))
+    return path
