@@ -45,6 +45,8 @@ def collect(paper: str, table: str, budget: str, store: Store) -> dict[tuple[str
     out: dict[tuple[str, str], RowRuns] = {}
     for row, ref in spec.table_rows(table).items():
         for col in spec.table_datasets(table):
+            if ref.datasets is not None and col not in ref.datasets:
+                continue
             ds = spec.job_input(table, ref.job, col)
             if ds is None:
                 continue
@@ -104,8 +106,8 @@ def table_cells(paper: str, table: str, budget: str, store: Store, mode: str = "
                         budget="", comparable=False, deviations="", config_hash="", verdict="")
             rr = runs.get((row, ds))
             if rr is not None:
-                vals = [to_reference_scale(v, scale) if ours_metric in ("acc", "nmi", "nmi_geo", "ari") else v
-                        for v in rr.values(ours_metric).values()]
+                rescale = get_metric(ours_metric).scale in ("fraction", "ratio")
+                vals = [to_reference_scale(v, scale) if rescale else v for v in rr.values(ours_metric).values()]
                 line.update(n=len(vals), n_failed=len(rr.failed), budget=rr.cfg.effective_budget,
                             comparable=rr.cfg.comparable, deviations="; ".join(rr.cfg.deviations),
                             config_hash=rr.cfg.config_hash)

@@ -148,8 +148,10 @@ def run_one(item: RunItem, store: Store, device: str = "cpu", force: bool = Fals
 
 def _worker_init(threads: int) -> None:
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(threads)
+    threadpool_limits(threads)  # BLAS/OpenMP pools of numpy/scikit-learn: oversubscription is costly here
 
 
 def _worker(item: RunItem, store_path: str, device: str, force: bool) -> tuple[str, str, float]:

@@ -45,13 +45,21 @@ def list_papers() -> list[str]:
 
 @dataclass(frozen=True)
 class RowRef:
+    """A table row's source: ``"job:output"``, or ``{ ref = "job:output", datasets = [...] }`` for a row
+    that belongs to some columns only (DCGLU Table 4: "DAC-Snips" is the SNIPS run)."""
+
     job: str
     output: str
+    datasets: tuple[str, ...] | None = None
 
     @classmethod
-    def parse(cls, s: str) -> "RowRef":
+    def parse(cls, s) -> "RowRef":
+        ds = None
+        if isinstance(s, dict):
+            ds = tuple(s["datasets"]) if "datasets" in s else None
+            s = s["ref"]
         job, _, out = s.partition(":")
-        return cls(job, out or job)
+        return cls(job, out or job, ds)
 
 
 @dataclass
@@ -184,6 +192,8 @@ class Spec:
         pairs: list[tuple[str, str]] = []
         for ref in trows.values():
             for col in tds:
+                if ref.datasets is not None and col not in ref.datasets:
+                    continue
                 ds = self.job_input(tid, ref.job, col)
                 if ds is not None and (ref.job, ds) not in pairs:
                     pairs.append((ref.job, ds))
