@@ -9,7 +9,6 @@ import argparse
 import json
 import sys
 
-from tabulate import tabulate
 
 from .spec import BUDGETS, choice_error, list_papers, load_spec
 

@@ -1,7 +1,6 @@
 """Integrity of reference_results/: every file loads, no duplicate cells, statuses honest, spot values."""
 import math
 
-import pandas as pd
 import pytest
 
 from dcrepro.reference import COLUMNS, list_reference_tables, load_reference, reference_layout

@@ -6,7 +6,6 @@ import sys
 import textwrap
 import time
 
-import pytest
 
 from dcrepro.runner import build_plan, execute
 from dcrepro.store import Store

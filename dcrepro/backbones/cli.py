@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime
 import sys
-from dataclasses import asdict, fields
+from dataclasses import asdict
 
 from ..data.feature_sets import FEATURE_SPACES, split_feature_name
 

@@ -43,7 +43,7 @@ from torch import nn
 from dcrepro.seeding import seed_everything
 
 from . import RowOutput, RunContext, params_from_dict, register_method
-from .pu import PUParams, PURegulariser, binary_items
+from .pu import PUFields, PURegulariser, binary_items
 
 __all__ = ["DACParams", "dac_loss", "pair_items", "run_dac", "load_text_embeddings", "bert_adam"]
 
@@ -52,22 +52,11 @@ EPS = 1e-10
 
 
 @dataclass
-class DACParams:
+class DACParams(PUFields):
     """Hyper-parameters of DAC (+ DCGLU, + KM / DEC). Defaults: the paper's full budget (CDAC+ code)."""
 
     variant: str = "dac"
     """Last stage to run: 'dac', 'dac_km' or 'dac_dec' (Table 3); every earlier stage is output too."""
-    pu: bool = False
-    """Add the DCGLU nnPU term (the starred rows)."""
-    pu_threshold: float = 0.8
-    """DCGLU confidence threshold t (paper §3 fn. 3)."""
-    pu_prior: float = 0.5
-    """DCGLU class prior pi_p (paper App. C.2; Fig. 2 sweeps it)."""
-    pu_weight: float = 1.0
-    """DCGLU blend factor lambda (eq. 12): not reported in the paper; 1.0 is our choice."""
-    pu_negative_branch: str = "defit"
-    """DCGLU rule when R-_u - pi_p R-_p < 0: 'defit' (Alg. 1) or 'clip' (eq. 11-12 as written); see
-    :class:`dcrepro.methods.pu.PUParams`."""
     finetune_encoder: bool = True
     """Train the encoder's last layer with the head (CDAC+ ``experiment.py``); False: frozen cached
     sentence embeddings, head only (reduced budget, a declared deviation)."""
@@ -130,7 +119,7 @@ class DACParams:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
         if not self.u0 > self.l0:
             raise ValueError(f"u0 must exceed l0, got u0={self.u0}, l0={self.l0}")
-        PUParams(self.pu_threshold, self.pu_prior, self.pu_weight, self.pu_negative_branch)  # validates the PU fields
+        self.pu_params()  # validates the PU fields
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -397,7 +386,7 @@ def _run_dac(data, params: dict, ctx: RunContext) -> dict[str, RowOutput]:
     k = int(ctx.n_clusters)
 
     net, inputs, embed_s = _build(p, data, k, ctx.device)
-    pu_params = PUParams(p.pu_threshold, p.pu_prior, p.pu_weight, p.pu_negative_branch)
+    pu_params = p.pu_params()
     reg = PURegulariser(pu_params, ctx.device) if p.pu else None
     history = _train_dac(net, inputs, train_idx, p, reg, gen, ctx.log)
     pu_s = reg.timer.seconds if reg is not None else 0.0

@@ -42,7 +42,7 @@ from torch import nn
 from dcrepro.seeding import seed_everything
 
 from . import RowOutput, RunContext, params_from_dict, register_method
-from .pu import UNLABELED_MODES, PUParams, PURegulariser, multiclass_items, sharpen
+from .pu import UNLABELED_MODES, PUFields, PURegulariser, multiclass_items, sharpen
 
 __all__ = ["DeepDPMParams", "NIWPrior", "fit_deepdpm", "run_deepdpm"]
 
@@ -50,20 +50,9 @@ INPUT_TRANSFORMS = ("normalize", "none")
 
 
 @dataclass
-class DeepDPMParams:
+class DeepDPMParams(PUFields):
     """Hyper-parameters of DeepDPM (+ DCGLU). Defaults: the official ``DeepDPM.py`` (full budget)."""
 
-    pu: bool = False
-    """Add the DCGLU nnPU term (DeepDPM*)."""
-    pu_threshold: float = 0.8
-    """DCGLU confidence threshold t (paper §3 fn. 3)."""
-    pu_prior: float = 0.5
-    """DCGLU class prior pi_p (paper App. C.2)."""
-    pu_weight: float = 1.0
-    """DCGLU blend factor lambda: not reported; 1.0 is our choice."""
-    pu_negative_branch: str = "defit"
-    """DCGLU rule when R-_u - pi_p R-_p < 0: 'defit' (Alg. 1) or 'clip' (eq. 11-12 as written); see
-    :class:`dcrepro.methods.pu.PUParams`."""
     pu_temperature: float = 0.5
     """Temperature of the E-step sharpening p^(1/T): "sharpened" is all the paper says; our choice."""
     pu_unlabeled: str = "mean_binary"
@@ -128,7 +117,7 @@ class DeepDPMParams:
             raise ValueError(f"lr_step and freeze_epochs must be >= 0, got {self.lr_step}, {self.freeze_epochs}")
         if self.pu_temperature <= 0:
             raise ValueError(f"pu_temperature must be > 0, got {self.pu_temperature}")
-        PUParams(self.pu_threshold, self.pu_prior, self.pu_weight, self.pu_negative_branch)
+        self.pu_params()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -506,7 +495,7 @@ def _fit(x: np.ndarray, p: DeepDPMParams, n_clusters: int, seed: int, log) -> di
     n = len(codes)
     # epoch 0: gather the codes and initialise the Gaussians (official 'gather_codes' stage)
     st = _State(codes64, p, n_clusters if p.fixed_k else p.init_k, rng, "cpu")
-    reg = PURegulariser(PUParams(p.pu_threshold, p.pu_prior, p.pu_weight, p.pu_negative_branch)) if p.pu else None
+    reg = PURegulariser(p.pu_params()) if p.pu else None
     last_op, k_history, sizes_history = "merge", [st.k], []
     pu_stats = {"n_p": 0, "n_u": 0, "defitting_steps": 0}
     for epoch in range(1, p.max_epochs):

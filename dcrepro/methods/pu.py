@@ -72,6 +72,26 @@ class PUParams:
             raise ValueError(f"PU weight lambda must be >= 0, got {self.weight}")
 
 
+@dataclass
+class PUFields:
+    """The DCGLU fields of a base method's parameters (DAC, DeepDPM): inherit it, call :meth:`pu_params`."""
+
+    pu: bool = False
+    """Add the DCGLU nnPU term (the starred rows of the tables)."""
+    pu_threshold: float = 0.8
+    """Confidence threshold t; see :attr:`PUParams.threshold`."""
+    pu_prior: float = 0.5
+    """Class prior pi_p; see :attr:`PUParams.prior` (Fig. 2 sweeps it)."""
+    pu_weight: float = 1.0
+    """Blend factor lambda; NOT reported in the paper, 1.0 is our choice; see :attr:`PUParams.weight`."""
+    pu_negative_branch: str = "defit"
+    """'defit' (Algorithm 1) or 'clip' (eq. 11-12 as written); see :attr:`PUParams.negative_branch`."""
+
+    def pu_params(self) -> PUParams:
+        """The validated :class:`PUParams` of these fields."""
+        return PUParams(self.pu_threshold, self.pu_prior, self.pu_weight, self.pu_negative_branch)
+
+
 class PUTimer:
     """Accumulates the wall time spent inside ``with timer:`` blocks.
 
