@@ -70,7 +70,7 @@ def cmd_run(a) -> int:
         for it in plan:
             print(f"  {it.label()} config {it.cfg.config_hash} effective budget {it.cfg.effective_budget}")
         return 0
-    counts = execute(plan, a.store, a.device, a.workers, a.force, progress=not a.quiet)
+    counts = execute(plan, a.store, a.device, a.workers, a.force, progress=not a.quiet, threads=a.threads)
     print("outcome:", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return 0
 
@@ -179,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the spec's, 10)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--workers", type=int, default=1, help="parallel CPU worker processes")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch/BLAS threads of a sequential run (1 when other jobs share the CPU)")
     p.add_argument("--force", action="store_true", help="re-run runs already stored")
     p.add_argument("--dry-run", action="store_true", help="print the plan only")
     p.add_argument("--quiet", action="store_true")

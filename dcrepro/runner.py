@@ -160,11 +160,16 @@ def _worker(item: RunItem, store_path: str, device: str, force: bool) -> tuple[s
 
 
 def execute(plan: list[RunItem], store_path: str | Path | None = None, device: str = "auto",
-            workers: int = 1, force: bool = False, progress: bool = True) -> dict[str, int]:
-    """Run ``plan``; returns counts per outcome. Failures never stop the plan."""
+            workers: int = 1, force: bool = False, progress: bool = True, threads: int | None = None) -> dict[str, int]:
+    """Run ``plan``; returns counts per outcome. Failures never stop the plan.
+
+    ``threads`` caps torch's and the BLAS/OpenMP thread pools of a sequential run (default: the libraries'
+    own choice); with ``workers > 1`` each worker gets ``cpu_count // workers`` threads."""
     from tqdm import tqdm
 
     device = envinfo.resolve_device(device)
+    if threads and workers <= 1:
+        _worker_init(threads)
     counts: dict[str, int] = {}
     store = Store(store_path)
     todo = plan if force else [it for it in plan if it.key not in store.keys("ok")]
