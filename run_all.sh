@@ -2,12 +2,14 @@
 # Run every registered table (and, with FIGURES=1, every figure sweep) of every paper at one budget,
 # then render the tables/figures to paper_tables/ and diff every cell against the paper.
 #   BUDGET=quick|reduced|full (default quick: seconds per run, never compared with the papers)
-#   SEEDS=N (default: the spec's, 10)   WORKERS=N CPU processes (default 1)   PAPER=id|all
+#   SEEDS=N (default: 2 at the quick budget, else the spec's 10)   WORKERS=N CPU processes (default 1)
+#   PAPER=id|all
 #   DCREPRO_DATA=<data root> (default ~/.cache/dcrepro; `dcrepro data list` shows what is there)
 set -uo pipefail
 BUDGET=${BUDGET:-quick}
 PAPER=${PAPER:-all}
 WORKERS=${WORKERS:-1}
+[ "$BUDGET" = quick ] && SEEDS=${SEEDS:-2}
 SEEDS_ARG=${SEEDS:+--seeds $SEEDS}
 echo "== data (root: ${DCREPRO_DATA:-~/.cache/dcrepro})"
 dcrepro data list
