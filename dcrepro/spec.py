@@ -77,6 +77,9 @@ class RunConfig:
     n_clusters: int | None = None
     select_by_labels: bool = False
     deviations: list[str] = field(default_factory=list)
+    """Declared departures from the paper's protocol: any one makes the cells 'not comparable'."""
+    assumptions: list[str] = field(default_factory=list)
+    """Choices for details the paper does not state (shown with the tables; cells stay comparable)."""
     effective_budget: str = ""  # 'full' when this config equals the full-budget one
 
     def identity(self) -> dict:
@@ -231,13 +234,14 @@ def _layers(spec: "Spec", job: dict, dataset: str, budget: str) -> list[dict]:
 def _resolve_once(spec: Spec, job_name: str, dataset: str, budget: str, overrides: dict | None) -> RunConfig:
     job = spec.job(job_name)
     params: dict = {}
-    subset, n_clusters, select, devs = None, None, False, []
+    subset, n_clusters, select, devs, assume = None, None, False, [], []
     for layer in _layers(spec, job, dataset, budget):
         params = _merge(params, layer.get("params", {}))
         subset = layer.get("subset", subset)
         n_clusters = layer.get("n_clusters", n_clusters)
         select = layer.get("select_by_labels", select)
         devs += [d for d in layer.get("deviations", []) if d not in devs]
+        assume += [a for a in layer.get("assumptions", []) if a not in assume]
     if overrides:
         overrides = dict(overrides)
         n_clusters = overrides.pop("n_clusters", n_clusters)
@@ -245,7 +249,7 @@ def _resolve_once(spec: Spec, job_name: str, dataset: str, budget: str, override
     if select:
         devs.append("model selection uses ground-truth labels (official-code checkpointing)")
     return RunConfig(spec.paper, job_name, job["method"], dataset, budget, params, subset,
-                     int(job.get("subset_seed", 0)), n_clusters, bool(select), devs)
+                     int(job.get("subset_seed", 0)), n_clusters, bool(select), devs, assume)
 
 
 def resolve(spec: Spec, job_name: str, dataset: str, budget: str, overrides: dict | None = None) -> RunConfig:

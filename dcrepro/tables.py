@@ -95,6 +95,10 @@ def _header_lines(paper: str, table: str, budget: str, cells: pd.DataFrame, stor
             jd = list(dict.fromkeys(d for s in run[run["row"].isin(rows)]["deviations"] for d in s.split("; ") if d))
             if jd:
                 lines.append(f"  - `{job}` ({', '.join(rows)}): " + "; ".join(jd) + ".")
+    assumptions = _assumptions(paper, table, budget)
+    if assumptions:
+        lines.append("- Assumptions for details the paper does not state (cells stay comparable): "
+                     + "; ".join(assumptions) + ".")
     unavailable = _unavailable_inputs(paper, table, cells)
     if unavailable:
         lines.append("- Data not available here (cells marked ∅ hold no number): " + "; ".join(unavailable) + ".")
@@ -118,6 +122,18 @@ def _unavailable_inputs(paper: str, table: str, cells: pd.DataFrame) -> list[str
                 names.append(ds)
     return [f"`{n}` (make it on a GPU: `{make_command(n)}`)" if is_feature_name(n)
             else f"`{n}` (`dcrepro data verify {n}` says which files go where)" for n in sorted(names)]
+
+
+def _assumptions(paper: str, table: str, budget: str) -> list[str]:
+    from .spec import resolve
+
+    spec = load_spec(paper)
+    out: list[str] = []
+    for job, ds in spec.runs_for_table(table):
+        for a in resolve(spec, job, ds, budget).assumptions:
+            if f"`{job}`: {a}" not in out:
+                out.append(f"`{job}`: {a}")
+    return out
 
 
 def _rows_by_job(spec, table: str) -> dict[str, list[str]]:

@@ -27,6 +27,7 @@ seeds = 3
 method = "toy"
 datasets = ["blobs", "absent"]
 outputs = ["good", "bad"]
+assumptions = ["toy unstated detail"]
 [jobs.toy.params]
 noise = 0.05
 sleep = 0.0

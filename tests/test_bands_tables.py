@@ -37,7 +37,7 @@ def test_verdicts_full_table(toy_project):
     assert v[("Cited", "absent", "nmi")] == "missing_in_source"
     assert v[("Good", "absent", "acc")] == "data_unavailable"
     # Good reaches ~96-97 % ACC vs 95 ± band: within; Bad ~ 67 % vs 60 -> above
-    assert v[("Good", "blobs", "acc")] == "within"
+    assert v[("Good", "blobs", "acc")] == "within"  # an assumption (unstated detail) keeps cells comparable
     assert v[("Bad", "blobs", "acc")] == "above"
     assert cells.loc[("Good", "blobs", "acc"), "n"] == 3
 
@@ -72,6 +72,7 @@ def test_render_and_write(toy_project):
         md = out["md"]
         assert "not comparable" in md and "quick budget" in md and "Claims" in md
         assert "data not available" in md
+        assert "toy unstated detail" in md
         assert r"\toprule" in out["tex"] and r"\bottomrule" in out["tex"]
         assert out["csv"].splitlines()[0].startswith("row,dataset,metric")
         paths = write_table("toy", "table1", "quick", s)
