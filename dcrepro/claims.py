@@ -26,7 +26,8 @@ in the claimed direction (scipy ``ttest_rel`` or ``wilcoxon``, ``alternative='gr
 * ``>=``: contradicted when the 'worse' arm is significantly better (p < alpha); supported when the
   mean difference is >= 0 and not contradicted; inconclusive otherwise.
 
-The effect size is the mean paired difference (in points) and Cohen's d_z = mean(d) / sd(d).
+The effect size is the mean paired difference (in points) and Cohen's d_z = mean(d) / sd(d). The p-value
+reported is the one-sided test in the claimed direction (for '>='/contradicted: the opposite direction).
 """
 from __future__ import annotations
 
@@ -101,13 +102,15 @@ def _paired(claim: dict, runs, datasets) -> list[ClaimResult]:
             p_gt, p_lt = paired_test(a, b, test)
             if rel == ">":
                 outcome = "supported" if p_gt < alpha else "contradicted" if p_lt < alpha else "inconclusive"
-                p = p_gt
             else:
                 outcome = "contradicted" if p_lt < alpha else "supported" if d.mean() >= 0 else "inconclusive"
-                p = p_lt
-            out.append(ClaimResult(claim["id"], ds, metric, len(seeds), float(d.mean()),
-                                   float(d.mean() / sd) if sd > 0 else math.copysign(math.inf, d.mean() or 1),
-                                   p, outcome, test))
+            # the p-value shown is the test in the claimed direction, or the opposite one when contradicted
+            p = p_lt if outcome == "contradicted" or rel == ">=" else p_gt
+            if sd > 0:
+                d_z = float(d.mean() / sd)
+            else:
+                d_z = math.nan if d.mean() == 0 else math.copysign(math.inf, d.mean())
+            out.append(ClaimResult(claim["id"], ds, metric, len(seeds), float(d.mean()), d_z, p, outcome, test))
     return out
 
 
