@@ -131,13 +131,73 @@ def _threshold(claim: dict, runs, datasets) -> list[ClaimResult]:
     return out
 
 
-def check_claims(paper: str, budget: str, store: Store, table: str | None = None) -> list[ClaimResult]:
-    """Test every claim of ``paper`` (of one table when given) on the runs stored at ``budget``."""
+def _sweep(claim: dict, paper: str, budget: str, store: Store) -> list[ClaimResult]:
+    """Claims on a figure's sweep (``kind`` = 'sweep_argmax' | 'sweep_pair' | 'sweep_flat'), per data set
+    and metric, on per-seed values:
+
+    * ``sweep_argmax`` (``expected``): supported when the best mean is at ``expected``; otherwise contradicted
+      when the best value beats ``expected`` significantly (paired, one-sided, alpha), else inconclusive.
+    * ``sweep_pair`` (``better``, ``worse``: two grid values): a paired test as for table rows.
+    * ``sweep_flat`` (``from``, ``tolerance`` points, default 1.5): supported when the means of the values
+      >= ``from`` span at most ``tolerance`` points.
+    """
+    from .plots import sweep_frame
+
+    kind, alpha, test = claim["kind"], float(claim.get("alpha", 0.05)), claim.get("test", "paired_t")
+    df = sweep_frame(paper, claim["figure"], store, budget)
+    out = []
+    for (ds, metric), g in df.groupby(["dataset", "metric"], sort=False):
+        if metric not in claim.get("metrics", [metric]):
+            continue
+        per = {v: dict(zip(gg["seed"], gg["y"])) for v, gg in g.groupby("value")}
+        means = {v: float(np.mean(list(d.values()))) for v, d in per.items()}
+        n = min(len(d) for d in per.values())
+
+        def paired(a, b):
+            seeds = sorted(set(per[a]) & set(per[b]))
+            x, y = np.array([per[a][s] for s in seeds]), np.array([per[b][s] for s in seeds])
+            return len(seeds), float((x - y).mean()), paired_test(x, y, test)
+
+        if kind == "sweep_argmax":
+            best = max(means, key=means.get)
+            if np.isclose(best, claim["expected"]):
+                outcome, diff, p = "supported", 0.0, math.nan
+            else:
+                n, diff, (p, _) = paired(best, claim["expected"])
+                outcome = "contradicted" if p < alpha else "inconclusive"
+            out.append(ClaimResult(claim["id"], ds, metric, n, diff, math.nan, p,
+                                   outcome, f"argmax = {best:g} (expected {claim['expected']:g})"))
+        elif kind == "sweep_pair":
+            n, diff, (p_gt, p_lt) = paired(claim["better"], claim["worse"])
+            outcome = "supported" if p_gt < alpha else "contradicted" if p_lt < alpha else "inconclusive"
+            out.append(ClaimResult(claim["id"], ds, metric, n, diff, math.nan,
+                                   p_lt if outcome == "contradicted" else p_gt, outcome,
+                                   f"{claim['better']:g} vs {claim['worse']:g}, {test}"))
+        elif kind == "sweep_flat":
+            vals = [m for v, m in means.items() if v >= claim["from"]]
+            span = max(vals) - min(vals) if vals else math.nan
+            tol = float(claim.get("tolerance", 1.5))
+            out.append(ClaimResult(claim["id"], ds, metric, n, span, math.nan, math.nan,
+                                   "supported" if span <= tol else "contradicted",
+                                   f"span of means for >= {claim['from']:g} <= {tol:g} pts"))
+    if claim.get("datasets"):
+        out = [r for r in out if r.dataset in claim["datasets"]]
+    return out
+
+
+def check_claims(paper: str, budget: str, store: Store, table: str | None = None,
+                 figure: str | None = None) -> list[ClaimResult]:
+    """Test the claims of ``paper`` on the runs stored at ``budget``: those of one table or one figure
+    when given, else all."""
     spec = load_spec(paper)
     results: list[ClaimResult] = []
     cache: dict[str, dict] = {}
     for claim in spec.claims:
-        if table and claim.get("table") != table:
+        if (table or figure) and not ((table and claim.get("table") == table) or
+                                      (figure and claim.get("figure") == figure)):
+            continue
+        if claim.get("kind", "paired").startswith("sweep_"):
+            results += _sweep(claim, paper, budget, store)
             continue
         tid = claim["table"]
         runs = cache.setdefault(tid, collect(paper, tid, budget, store))
@@ -148,5 +208,5 @@ def check_claims(paper: str, budget: str, store: Store, table: str | None = None
         elif kind == "threshold":
             results += _threshold(claim, runs, datasets)
         else:
-            raise choice_error("claim kind", kind, ["paired", "threshold"])
+            raise choice_error("claim kind", kind, ["paired", "threshold", "sweep_argmax", "sweep_pair", "sweep_flat"])
     return results

@@ -121,11 +121,18 @@ def cmd_check(a) -> int:
                     print(f"  OUTSIDE BAND {r.row} {r.dataset} {r.metric}: ours {r.ours:.2f} vs "
                           f"{'paper' if a.against == 'paper' else 'accepted'} {r.paper:.2f} band [{r.lo:.2f}, {r.hi:.2f}]")
                 if a.against == "paper":
-                    for c in check_claims(paper, a.budget, store, tid):
-                        print(f"  claim {c.claim} [{c.dataset} {c.metric}]: {c.outcome} "
-                              f"(mean diff {c.mean_diff:.2f} pts, n={c.n}, p={c.p:.3g})")
+                    _print_claims(check_claims(paper, a.budget, store, tid))
+            if a.against == "paper" and not a.table:
+                for fid in spec.figures:
+                    _print_claims(check_claims(paper, a.budget, store, figure=fid))
     print("FAIL" if bad else "OK", f"{bad} comparable cell(s) outside band")
     return 1 if bad else 0
+
+
+def _print_claims(results) -> None:
+    for c in results:
+        print(f"  claim {c.claim} [{c.dataset} {c.metric}]: {c.outcome} "
+              f"(mean diff {c.mean_diff:.2f} pts, n={c.n}, p={c.p:.3g}; {c.test})")
 
 
 def cmd_accept(a) -> int:

@@ -84,4 +84,26 @@ def write_figure(paper: str, fid: str, store: Store, budget: str = "reduced", ou
     plt.close(fig)
     csv = out_dir / f"{fid}.csv"
     df.to_csv(csv, index=False)
-    return paths + [csv]
+    md = out_dir / f"{fid}.md"
+    md.write_text(_figure_card(paper, fid, fig_spec, df, caption, store, budget))
+    return paths + [csv, md]
+
+
+def _figure_card(paper: str, fid: str, fig_spec: dict, df: pd.DataFrame, caption: str, store: Store,
+                 budget: str) -> str:
+    """The figure's numbers (mean ± std per grid value) and its claims, as Markdown beside the PNG."""
+    from tabulate import tabulate
+
+    from .claims import check_claims
+    from .tables import _claims_block, ds_name
+
+    lines = [f"# {caption.splitlines()[0]}", "", *[f"- {c}" for c in caption.splitlines()[1:]], "",
+             f"![{fid}]({fid}.png)", ""]
+    if len(df):
+        agg = df.groupby(["dataset", "output", "metric", "value"])["y"].agg(["mean", "std", "count"]).reset_index()
+        lines.append(tabulate([[ds_name(r.dataset), r.output, r.metric, r.value, f"{r.mean:.2f}",
+                                f"{r.std:.2f}", r.count] for r in agg.itertuples()],
+                              ["data set", "output", "metric", str(fig_spec["param"]), "mean", "std", "n"],
+                              tablefmt="github"))
+    lines += _claims_block(check_claims(paper, budget, store, figure=fid))
+    return "\n".join(lines) + "\n"

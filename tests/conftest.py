@@ -59,7 +59,25 @@ values = [0.0, 0.2, 0.4]
 datasets = ["blobs"]
 outputs = ["good"]
 metrics = ["acc"]
-seeds = 2
+seeds = 3
+
+[[claims]]
+id = "best at zero noise"
+kind = "sweep_argmax"
+figure = "fig1"
+expected = 0.0
+[[claims]]
+id = "0.0 beats 0.4"
+kind = "sweep_pair"
+figure = "fig1"
+better = 0.0
+worse = 0.4
+[[claims]]
+id = "flat from 0.2"
+kind = "sweep_flat"
+figure = "fig1"
+from = 0.2
+tolerance = 1.0
 """
 
 TOY_REF = """row,dataset,metric,value,std,n_runs,status,cited,source,scale,nmi_variant,tolerance,note

@@ -94,11 +94,18 @@ def test_figure_sweep(toy_project):
     from dcrepro.runner import plan_figure
 
     plan = plan_figure("toy", "fig1")
-    assert len(plan) == 3 * 2
+    assert len(plan) == 3 * 3
     execute(plan, device="cpu", progress=False)
     with Store() as s:
         paths = write_figure("toy", "fig1", s)
-    assert {p.suffix for p in paths} == {".png", ".pdf", ".csv"}
+    assert {p.suffix for p in paths} == {".png", ".pdf", ".csv", ".md"}
+    from dcrepro.claims import check_claims
+
+    with Store() as s:
+        res = {r.claim: r.outcome for r in check_claims("toy", "reduced", s, figure="fig1")}
+    assert res["best at zero noise"] == "supported"
+    assert res["0.0 beats 0.4"] == "supported"
+    assert res["flat from 0.2"] == "contradicted"  # ACC drops by far more than 1 point from 0.2 to 0.4
     import pandas as pd
 
     df = pd.read_csv([p for p in paths if p.suffix == ".csv"][0])
