@@ -126,8 +126,13 @@ def _threshold(claim: dict, runs, datasets) -> list[ClaimResult]:
             continue
         m = float(np.mean(vals))
         outcome = "supported" if op(m, claim["value"]) else "contradicted"
-        out.append(ClaimResult(claim["id"], ds, claim["metric"], len(vals), m, math.nan, math.nan, outcome,
-                               f"mean {claim.get('op', '<')} {claim['value']}"))
+        from .metrics import get_metric
+
+        k = 100.0 if get_metric(claim["metric"]).scale in ("fraction", "ratio") else 1.0
+        unit = "%" if k == 100.0 else ""
+        out.append(ClaimResult(claim["id"], ds, claim["metric"], len(vals), (m - claim["value"]) * k, math.nan,
+                               math.nan, outcome,
+                               f"mean {m * k:.3g}{unit} {claim.get('op', '<')} {claim['value'] * k:g}{unit}"))
     return out
 
 
