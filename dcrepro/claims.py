@@ -152,9 +152,14 @@ def _sweep(claim: dict, paper: str, budget: str, store: Store) -> list[ClaimResu
     df = sweep_frame(paper, claim["figure"], store, budget)
     out = []
     for (ds, metric), g in df.groupby(["dataset", "metric"], sort=False):
-        if metric not in claim.get("metrics", [metric]):
+        if metric not in claim.get("metrics", [metric]) or ds not in claim.get("datasets", [ds]):
             continue
         per = {v: dict(zip(gg["seed"], gg["y"])) for v, gg in g.groupby("value")}
+        needed = {"sweep_argmax": [claim.get("expected")], "sweep_pair": [claim.get("better"), claim.get("worse")]}
+        if len(per) < 2 or any(v not in per for v in needed.get(kind, [])):
+            # a sweep with fewer than two grid values run (or without the values the claim names) says nothing
+            out.append(ClaimResult(claim["id"], ds, metric, 0, math.nan, math.nan, math.nan, "no data", kind))
+            continue
         means = {v: float(np.mean(list(d.values()))) for v, d in per.items()}
         n = min(len(d) for d in per.values())
 
@@ -185,8 +190,6 @@ def _sweep(claim: dict, paper: str, budget: str, store: Store) -> list[ClaimResu
             out.append(ClaimResult(claim["id"], ds, metric, n, span, math.nan, math.nan,
                                    "supported" if span <= tol else "contradicted",
                                    f"span of means for >= {claim['from']:g} <= {tol:g} pts"))
-    if claim.get("datasets"):
-        out = [r for r in out if r.dataset in claim["datasets"]]
     return out
 
 

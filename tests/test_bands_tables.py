@@ -111,3 +111,16 @@ def test_figure_sweep(toy_project):
     df = pd.read_csv([p for p in paths if p.suffix == ".csv"][0])
     means = df.groupby("value")["y"].mean()
     assert means[0.0] > means[0.4]  # more label noise, lower ACC
+
+
+def test_sweep_claims_with_a_partial_sweep_say_no_data(toy_project):
+    """Only the grid point that equals the table config has runs: the sweep claims must not guess."""
+    from dcrepro.claims import check_claims
+
+    execute(build_plan("toy", budget="full"), device="cpu", progress=False)  # noise 0.05 is not on the grid
+    from dcrepro.runner import plan_figure
+
+    execute([it for it in plan_figure("toy", "fig1") if it.cfg.params["noise"] == 0.4], device="cpu", progress=False)
+    with Store() as s:
+        res = check_claims("toy", "reduced", s, figure="fig1")
+    assert {r.outcome for r in res} == {"no data"}
