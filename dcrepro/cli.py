@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         if tables:
             p.add_argument("--table", nargs="+", help="table ids (default: all tables of the paper)")
         p.add_argument("--budget", default="reduced", choices=BUDGETS)
-        p.add_argument("--store", default=None, help="result store path (default $DCREPRO_STORE or results/store.sqlite)")
+        p.add_argument("--store", default=None, help="result store (default $DCREPRO_STORE, else results/store.sqlite; quick budget: results/quick.sqlite)")
 
     p = sub.add_parser("list", help="papers, tables, rows, data sets, methods")
     p.add_argument("--paper", default="all")
@@ -240,6 +240,10 @@ def _tables_by_dataset() -> dict[str, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     a = ap.parse_args(argv)
+    if getattr(a, "store", "") is None and hasattr(a, "budget"):
+        from .store import default_store_path
+
+        a.store = str(default_store_path(a.budget))
     try:
         return int((a.fn if hasattr(a, "fn") else a.func)(a) or 0)
     except KeyError as e:  # unknown names: one line naming the valid choices

@@ -44,13 +44,14 @@ CREATE TABLE IF NOT EXISTS accepted (
 """
 
 
-def default_store_path() -> Path:
-    """$DCREPRO_STORE, else ``results/store.sqlite`` under the project root."""
+def default_store_path(budget: str | None = None) -> Path:
+    """$DCREPRO_STORE, else ``results/store.sqlite`` under the project root (committed with the tables it
+    made); quick-budget runs (smoke tests) go to ``results/quick.sqlite`` (git-ignored) instead."""
     if os.environ.get("DCREPRO_STORE"):
         return Path(os.environ["DCREPRO_STORE"])
     from .spec import project_root
 
-    return project_root() / "results" / "store.sqlite"
+    return project_root() / "results" / ("quick.sqlite" if budget == "quick" else "store.sqlite")
 
 
 def run_key(paper: str, job: str, dataset: str, seed: int, config_hash: str) -> str:
