@@ -145,6 +145,19 @@ def run_one(item: RunItem, store: Store, device: str = "cpu", force: bool = Fals
         raise
 
 
+def _term_as_interrupt() -> None:
+    """SIGTERM (what a scheduler or `kill` sends; background jobs ignore SIGINT) ends the run in flight
+    like Ctrl-C: its claim is released and nothing half-written is stored."""
+    import signal
+    import threading
+
+    def _raise(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise)
+
+
 def _worker_init(threads: int) -> None:
     import torch
     from threadpoolctl import threadpool_limits
@@ -168,6 +181,7 @@ def execute(plan: list[RunItem], store_path: str | Path | None = None, device: s
     from tqdm import tqdm
 
     device = envinfo.resolve_device(device)
+    _term_as_interrupt()
     if threads and workers <= 1:
         _worker_init(threads)
     counts: dict[str, int] = {}
