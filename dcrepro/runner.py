@@ -186,7 +186,8 @@ def execute(plan: list[RunItem], store_path: str | Path | None = None, device: s
         _worker_init(threads)
     counts: dict[str, int] = {}
     store = Store(store_path)
-    todo = plan if force else [it for it in plan if it.key not in store.keys("ok")]
+    done = set() if force else store.keys("ok")  # one query, not one per plan item
+    todo = [it for it in plan if it.key not in done]
     counts["skipped"] = len(plan) - len(todo)
     bar = tqdm(total=len(todo), disable=not progress, unit="run", dynamic_ncols=True)
     try:
