@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 from .spec import BUDGETS, choice_error, list_papers, load_spec
@@ -151,6 +152,19 @@ def cmd_accept(a) -> int:
     return 0
 
 
+def cmd_merge(a) -> int:
+    from .store import Store
+
+    for src in a.sources:
+        if not Path(src).is_file():
+            raise SystemExit(f"dcrepro merge: no store file {src!r}")
+    with Store(a.store) as store:
+        for src in a.sources:
+            copied, skipped = store.merge_from(src)
+            print(f"{src}: {copied} run(s) copied, {skipped} already here")
+    return 0
+
+
 def cmd_env(a) -> int:
     from . import envinfo
     from .data import data_root
@@ -214,6 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(fn=cmd_accept)
 
+    p = sub.add_parser("merge", help="copy ok runs from other stores (e.g. made on a GPU machine) into this one")
+    p.add_argument("sources", nargs="+", help="sqlite store files to read")
+    p.add_argument("--store", default=None)
+    p.add_argument("--budget", default="reduced", choices=BUDGETS, help="picks the default store")
+    p.set_defaults(fn=cmd_merge)
     p = sub.add_parser("env", help="versions, device, data root, store")
     p.set_defaults(fn=cmd_env)
 

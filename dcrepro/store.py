@@ -195,6 +195,32 @@ class Store:
         row = self._con.execute("SELECT info_json FROM outputs WHERE key=? AND output=?", (key, output)).fetchone()
         return json.loads(row[0]) if row else {}
 
+    def merge_from(self, other: str | Path) -> tuple[int, int]:
+        """Copy the ok runs of another store (e.g. one written on a GPU machine) that this one lacks.
+
+        A key this store already holds as ok is left alone (never overwritten); a failed record here is
+        replaced by an ok one there. Returns (copied, skipped)."""
+        src = sqlite3.connect(f"file:{Path(other)}?mode=ro", uri=True)
+        try:
+            runs = src.execute("SELECT * FROM runs WHERE status='ok'").fetchall()
+            cols = [d[0] for d in src.execute("SELECT * FROM runs LIMIT 0").description]
+            have = self.keys("ok")
+            copied = 0
+            with self._tx() as con:
+                for row in runs:
+                    key = row[cols.index("key")]
+                    if key in have:
+                        continue
+                    con.execute("DELETE FROM outputs WHERE key=?", (key,))
+                    con.execute("DELETE FROM runs WHERE key=?", (key,))
+                    con.execute(f"INSERT INTO runs ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})", row)
+                    con.executemany("INSERT INTO outputs VALUES (?,?,?,?,?)",
+                                    src.execute("SELECT * FROM outputs WHERE key=?", (key,)).fetchall())
+                    copied += 1
+            return copied, len(runs) - copied
+        finally:
+            src.close()
+
     # -- accepted baseline ------------------------------------------------------------------------
     def accept(self, keys: Iterable[str], git_rev: str = "") -> int:
         """Copy the ok records of ``keys`` into the accepted baseline (replacing older acceptances)."""

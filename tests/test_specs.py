@@ -63,3 +63,32 @@ def test_spec_params_are_valid_method_params(paper):
                         errors.append(str(e))
                 else:
                     pytest.fail(f"{paper} job {job} on {ds} at {b}: {errors[0]}")
+
+
+@pytest.mark.parametrize("paper", list_papers())
+def test_figure_runs_need_only_the_outputs_they_plot(paper):
+    """A sweep may switch a stage off (DCSS fig10a: with_mnet = false); its runs must then be checked
+    against the figure's outputs, not all of the job's, or every such run is stored as failed."""
+    from dcrepro.runner import plan_figure
+
+    spec = load_spec(paper)
+    for fid, fig in spec.figures.items():
+        items = plan_figure(paper, fid, "quick", seeds=1)
+        assert items and all(set(it.outputs) == set(fig["outputs"]) for it in items), fid
+        assert set(fig["outputs"]) <= set(spec.job(fig["job"]).get("outputs", [fig["job"]])), fid
+
+
+def test_a_phase1_only_sweep_point_runs_and_is_stored(tmp_path):
+    from dcrepro.data import is_available
+    from dcrepro.runner import execute, plan_figure
+    from dcrepro.store import Store
+
+    if not is_available("usps"):
+        pytest.skip("USPS not under DCREPRO_DATA")
+    item = plan_figure("dcss", "fig10c", "quick", seeds=1)[0]
+    assert item.cfg.params["with_mnet"] is False
+    counts = execute([item], tmp_path / "s.sqlite", device="cpu", progress=False, threads=1)
+    assert counts.get("ok") == 1, counts
+    with Store(tmp_path / "s.sqlite") as s:
+        (rec,) = s.records()
+    assert set(rec.outputs) == {"ae_kmeans", "dcssu"}

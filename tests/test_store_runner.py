@@ -53,6 +53,28 @@ def test_failure_is_recorded_and_plan_goes_on(toy_project, monkeypatch):
         assert len(recs) == 3 and "toy failure requested" in recs[0].error
 
 
+def test_merge_copies_missing_ok_runs_and_never_overwrites(toy_project, tmp_path):
+    """Runs made on another machine (its own store) come back with `dcrepro merge`."""
+    plan = build_plan("toy", budget="reduced")
+    execute(plan, store_path=tmp_path / "gpu.sqlite", device="cpu", progress=False)  # "the GPU machine"
+    execute(plan[:1], device="cpu", progress=False)  # the local store already has one of the runs
+    with Store() as s:
+        local_before = {r.key: r.outputs for r in s.records(status="ok")}
+    with Store(tmp_path / "gpu.sqlite") as g:
+        remote = {r.key: r for r in g.records(status="ok")}
+        g._con.execute("UPDATE runs SET device='cuda:test' WHERE 1")  # mark where they were made
+    with Store() as s:
+        copied, skipped = s.merge_from(tmp_path / "gpu.sqlite")
+        assert (copied, skipped) == (len(remote) - 1, 1)
+        merged = {r.key: r for r in s.records(status="ok")}
+        assert set(merged) == set(remote)
+        (kept,) = local_before
+        assert merged[kept].device != "cuda:test" and merged[kept].outputs == local_before[kept]
+        assert all(merged[k].device == "cuda:test" and merged[k].outputs == remote[k].outputs
+                   for k in merged if k != kept)
+        assert s.merge_from(tmp_path / "gpu.sqlite") == (0, len(remote))  # idempotent
+
+
 def test_claims_block_a_second_runner(toy_project):
     plan = build_plan("toy", budget="reduced", datasets=["blobs"])
     with Store() as s:

