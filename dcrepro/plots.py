@@ -6,6 +6,7 @@ PDF go to ``paper_tables/<paper>/<id>.{png,pdf}`` together with the numbers as C
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,10 @@ def sweep_frame(paper: str, fid: str, store: Store, budget: str = "reduced") -> 
                             scale = 100.0 if m in ("acc", "nmi", "nmi_geo", "ari") else 1.0
                             x = v[0] if isinstance(v, list) else v
                             rows.append(dict(dataset=ds, output=out, value=x, seed=rec.seed, metric=m, y=val * scale,
-                                             budget=cfg.effective_budget, deviations="; ".join(cfg.deviations)))
-    return pd.DataFrame(rows, columns=["dataset", "output", "value", "seed", "metric", "y", "budget", "deviations"])
+                                             budget=cfg.effective_budget, device=rec.device,
+                                             deviations="; ".join(cfg.deviations)))
+    return pd.DataFrame(rows, columns=["dataset", "output", "value", "seed", "metric", "y", "budget", "device",
+                                       "deviations"])
 
 
 def write_figure(paper: str, fid: str, store: Store, budget: str = "reduced", out_dir: Path | None = None) -> list[Path]:
@@ -70,12 +73,18 @@ def write_figure(paper: str, fid: str, store: Store, budget: str = "reduced", ou
     budgets = ", ".join(sorted(set(df["budget"]))) or "no runs"
     devs = sorted({d for s in df["deviations"] for d in s.split("; ") if d})
     note = "" if budgets == "full" and not devs else " (NOT the paper's schedule: not comparable)"
+    runs = df.drop_duplicates(["dataset", "value", "seed", "device"])["device"].value_counts()
+    made_on = ", ".join(f"{dev or 'unknown'} ({n} runs)" for dev, n in runs.items())
     caption = (f"{spec.meta.get('short', paper)} {fid}: {fig_spec.get('caption', '')}\n"
-               f"budget: {budgets}{note}; mean ± std over {n_seeds} seeds")
+               f"budget: {budgets}{note}; mean ± std over {n_seeds} seeds\nmade on: {made_on or 'no runs'}")
     if devs:
         caption += "\n" + "; ".join(devs)
-    fig.suptitle(caption, fontsize=8)
-    fig.tight_layout(rect=(0, 0, 1, 0.86 if devs else 0.9))
+    width = 4.2 * len(metrics)
+    title = "\n".join(textwrap.fill(line, width=int(width * 19)) for line in caption.splitlines())
+    fig.suptitle(title, fontsize=7)
+    n_lines = title.count("\n") + 1
+    fig.set_figheight(3.6 + 0.13 * n_lines)
+    fig.tight_layout()  # makes room for the suptitle (matplotlib >= 3.3)
     paths = []
     for ext in ("png", "pdf"):
         p = out_dir / f"{fid}.{ext}"
