@@ -56,6 +56,7 @@ class ClaimResult:
     p: float
     outcome: str  # supported | contradicted | inconclusive | no data
     test: str
+    alpha: float = math.nan  # the claim's significance level (NaN: no test, e.g. a threshold claim)
 
 
 def paired_test(a: np.ndarray, b: np.ndarray, test: str = "paired_t") -> tuple[float, float]:
@@ -201,11 +202,13 @@ def check_claims(paper: str, budget: str, store: Store, table: str | None = None
     results: list[ClaimResult] = []
     cache: dict[str, dict] = {}
     for claim in spec.claims:
+        n_before = len(results)
         if (table or figure) and not ((table and claim.get("table") == table) or
                                       (figure and claim.get("figure") == figure)):
             continue
         if claim.get("kind", "paired").startswith("sweep_"):
             results += _sweep(claim, paper, budget, store)
+            _set_alpha(results[n_before:], claim)
             continue
         tid = claim["table"]
         runs = cache.setdefault(tid, collect(paper, tid, budget, store))
@@ -217,4 +220,11 @@ def check_claims(paper: str, budget: str, store: Store, table: str | None = None
             results += _threshold(claim, runs, datasets)
         else:
             raise choice_error("claim kind", kind, ["paired", "threshold", "sweep_argmax", "sweep_pair", "sweep_flat"])
+        _set_alpha(results[n_before:], claim)
     return results
+
+
+def _set_alpha(results: list[ClaimResult], claim: dict) -> None:
+    for r in results:
+        if not math.isnan(r.p):
+            r.alpha = float(claim.get("alpha", 0.05))

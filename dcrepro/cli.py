@@ -133,7 +133,7 @@ def cmd_check(a) -> int:
 def _print_claims(results) -> None:
     for c in results:
         print(f"  claim {c.claim} [{c.dataset} {c.metric}]: {c.outcome} "
-              f"(mean diff {c.mean_diff:.2f} pts, n={c.n}, p={c.p:.3g}; {c.test})")
+              f"(mean diff {c.mean_diff:.2f} pts, n={c.n}, p={c.p:.3g}, alpha={c.alpha:g}; {c.test})")
 
 
 def cmd_accept(a) -> int:

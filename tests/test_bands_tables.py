@@ -60,6 +60,13 @@ def test_claims_paired(toy_project):
         res = check_claims("toy", "quick", s)
     assert {(r.dataset, r.metric) for r in res} == {("blobs", "acc"), ("blobs", "nmi")}
     assert all(r.outcome == "supported" and r.n == 3 and r.mean_diff > 20 for r in res)
+    assert all(r.alpha == 0.05 for r in res)  # the default; a claim's own `alpha` wins (below)
+    from dcrepro.spec import load_spec
+
+    load_spec("toy").claims[0]["alpha"] = 1e-12  # nothing is that significant with n = 3
+    with Store() as s:
+        strict = check_claims("toy", "quick", s)
+    assert all(r.alpha == 1e-12 and r.outcome == "inconclusive" for r in strict)
     # the opposite claim is contradicted
     p_gt, p_lt = paired_test([1.0, 2.0, 3.0], [2.0, 3.5, 4.1])
     assert p_lt < 0.05 < p_gt
