@@ -24,10 +24,11 @@ __all__ = ["render_table", "write_table", "output_dir", "MARKS"]
 
 
 def output_dir(paper: str, budget: str) -> Path:
-    """``paper_tables/<paper>/`` for reduced and full budgets; quick-budget output (tests, smoke runs) goes
-    to ``paper_tables/_quick/<paper>/`` (git-ignored) so it never overwrites a committed table."""
+    """``paper_tables/<paper>/`` for the reduced budget (the one these machines run), ``paper_tables/<paper>/full/``
+    for the full budget, so neither overwrites the other; quick-budget output (tests, smoke runs) goes to
+    ``paper_tables/_quick/<paper>/`` (git-ignored) so it never overwrites a committed table."""
     base = project_root() / "paper_tables"
-    return base / "_quick" / paper if budget == "quick" else base / paper
+    return {"quick": base / "_quick" / paper, "full": base / paper / "full"}.get(budget, base / paper)
 
 MARKS = {"within": "✓", "below": "▼", "above": "▲", "not_comparable": "≈", "failed": "✗", "missing": "·",
          "data_unavailable": "∅", "na_in_paper": "", "missing_in_source": "", "not_in_suite": "",
@@ -52,8 +53,10 @@ def _cell(line: pd.Series, nd: int, tex: bool = False) -> str:
     pm = r"$\pm$" if tex else "±"
     paper = _fmt(line["paper"], nd) if line["paper_status"] == "ok" else \
         {"na": "-", "missing_in_source": "lost" if tex else "missing in source", "absent": ""}.get(line["paper_status"], "")
-    if line["n"] > 0:
+    if line["n"] > 1:
         ours = f"{_fmt(line['ours'], nd)}{pm}{_fmt(line['ours_std'], nd)}"
+    elif line["n"] == 1:  # one seed: no spread to show
+        ours = f"{_fmt(line['ours'], nd)} (1 seed)"
     elif v == "failed":
         ours = "failed"
     elif v == "data_unavailable":

@@ -131,3 +131,13 @@ def test_sweep_claims_with_a_partial_sweep_say_no_data(toy_project):
     with Store() as s:
         res = check_claims("toy", "reduced", s, figure="fig1")
     assert {r.outcome for r in res} == {"no data"}
+
+
+def test_each_budget_has_its_own_output_folder():
+    """A full-budget table must never overwrite the committed reduced one (nor quick output either)."""
+    from dcrepro.tables import output_dir
+
+    dirs = {b: output_dir("dcss", b) for b in ("quick", "reduced", "full")}
+    assert len(set(dirs.values())) == 3
+    assert dirs["reduced"].name == "dcss" and dirs["full"] == dirs["reduced"] / "full"
+    assert "_quick" in dirs["quick"].parts
