@@ -23,11 +23,14 @@ def sweep_frame(paper: str, fid: str, store: Store, budget: str = "reduced") -> 
     """Per-seed values of a sweep: columns dataset, output, value (of the param), seed, metric, y."""
     spec = load_spec(paper)
     fig = spec.figure(fid)
+    n_seeds = int(fig.get("seeds", 3))  # the same seeds at every grid value, even where a table ran more
     rows = []
     for ds in fig["datasets"]:
         for v in fig["values"]:
             cfg = resolve(spec, fig["job"], ds, fig.get("budget", budget), sweep_overrides(fig, v))
             for rec in store.records(paper, fig["job"], ds, cfg.config_hash, status="ok"):
+                if rec.seed >= n_seeds:
+                    continue
                 for out in fig.get("outputs", spec.job(fig["job"]).get("outputs", [fig["job"]])):
                     for m in fig.get("metrics", ["acc", "nmi"]):
                         val = rec.outputs.get(out, {}).get(m)

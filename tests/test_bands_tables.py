@@ -141,3 +141,16 @@ def test_each_budget_has_its_own_output_folder():
     assert len(set(dirs.values())) == 3
     assert dirs["reduced"].name == "dcss" and dirs["full"] == dirs["reduced"] / "full"
     assert "_quick" in dirs["quick"].parts
+
+
+def test_sweep_frame_uses_the_figure_seeds_at_every_grid_value(toy_project):
+    """A grid value that equals a table config may have 10 seeds stored; the figure (and its claims) must
+    still average the figure's seeds only, so every point rests on the same seeds."""
+    from dcrepro.plots import sweep_frame
+    from dcrepro.runner import plan_figure
+
+    execute(plan_figure("toy", "fig1", seeds=5), device="cpu", progress=False)  # 5 stored, figure says 3
+    with Store() as s:
+        df = sweep_frame("toy", "fig1", s)
+    assert sorted(df["seed"].unique()) == [0, 1, 2]
+    assert df.groupby("value")["seed"].nunique().eq(3).all()
