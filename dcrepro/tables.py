@@ -123,7 +123,7 @@ def _unavailable_inputs(paper: str, table: str, cells: pd.DataFrame) -> list[str
             ds = spec.job_input(table, ref.job, col)
             if ds and ds not in names:
                 names.append(ds)
-    return [f"`{n}` (make it on a GPU: `{make_command(n)}`)" if is_feature_name(n)
+    return [f"`{n}` (make it on a GPU: `{make_command(n, portable=True)}`)" if is_feature_name(n)
             else f"`{n}` (`dcrepro data verify {n}` says which files go where)" for n in sorted(names)]
 
 

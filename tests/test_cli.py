@@ -29,7 +29,7 @@ def test_run_table_check_accept(toy_project, capsys):
     assert main(["run", "--paper", "toy", "--budget", "full", "--quiet"]) == 0
     assert "ok 3" in capsys.readouterr().out
     assert main(["table", "--paper", "toy", "--budget", "full"]) == 0
-    assert (toy_project / "paper_tables" / "toy" / "table1.md").exists()
+    assert (toy_project / "paper_tables" / "toy" / "full" / "table1.md").exists()
     # Bad row is above its band -> check fails
     assert main(["check", "--paper", "toy", "--budget", "full"]) == 1
     assert "OUTSIDE BAND Bad blobs acc" in capsys.readouterr().out

@@ -127,12 +127,14 @@ def feature_status(name: str, root=None, *, hashes: bool = True) -> dict:
             "root": str(root), "bytes": path.stat().st_size if present else 0}
 
 
-def make_command(name: str, root=None) -> str:
-    """The ``dcrepro backbone`` command line that writes feature set ``name`` under ``root``."""
+def make_command(name: str, root=None, portable: bool = False) -> str:
+    """The ``dcrepro backbone`` command line that writes feature set ``name`` under ``root``
+    (``portable``: under ``$DCREPRO_DATA`` as written, for committed tables that must not name this machine's paths)."""
     base, space = split_feature_name(name)
     s = FEATURE_SPACES[space]
+    out = '"$DCREPRO_DATA"' if portable else _root(root)
     return (f"dcrepro backbone --dataset {base} --method {s.method} --arch {s.arch} --epochs {s.epochs} "
-            f"--batch-size {s.batch_size} --device cuda --out {_root(root)}")
+            f"--batch-size {s.batch_size} --device cuda --out {out}")
 
 
 def _missing_message(name: str, root: Path) -> str:
