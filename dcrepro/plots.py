@@ -80,10 +80,12 @@ def write_figure(paper: str, fid: str, store: Store, budget: str = "reduced", ou
     made_on = ", ".join(f"{dev or 'unknown'} ({n} runs)" for dev, n in runs.items())
     caption = (f"{spec.meta.get('short', paper)} {fid}: {fig_spec.get('caption', '')}\n"
                f"budget: {budgets}{note}; mean ± std over {n_seeds} seeds\nmade on: {made_on or 'no runs'}")
+    if fig_spec.get("params"):  # what the sweep sets beyond the job's schedule (overrides the deviations below)
+        caption += "\nthis sweep sets: " + ", ".join(f"{k} = {v}" for k, v in fig_spec["params"].items())
     if devs:
         caption += "\n" + "; ".join(devs)
     width = 4.2 * len(metrics)
-    title = "\n".join(textwrap.fill(line, width=int(width * 19)) for line in caption.splitlines())
+    title = "\n".join(textwrap.fill(line, width=int(width * 16)) for line in caption.splitlines())
     fig.suptitle(title, fontsize=7)
     n_lines = title.count("\n") + 1
     fig.set_figheight(3.6 + 0.13 * n_lines)
