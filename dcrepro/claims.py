@@ -81,7 +81,7 @@ _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge
 
 def _paired(claim: dict, runs, datasets) -> list[ClaimResult]:
     out = []
-    test, alpha, rel = claim.get("test", "paired_t"), float(claim.get("alpha", 0.05)), claim.get("relation", ">")
+    test, alpha, rel = claim.get("test", "paired_t"), _alpha(claim), claim.get("relation", ">")
     if rel not in (">", ">="):
         raise choice_error("relation", rel, [">", ">="])
     for ds in datasets:
@@ -149,7 +149,7 @@ def _sweep(claim: dict, paper: str, budget: str, store: Store) -> list[ClaimResu
     """
     from .plots import sweep_frame
 
-    kind, alpha, test = claim["kind"], float(claim.get("alpha", 0.05)), claim.get("test", "paired_t")
+    kind, alpha, test = claim["kind"], _alpha(claim), claim.get("test", "paired_t")
     df = sweep_frame(paper, claim["figure"], store, budget)
     out = []
     for (ds, metric), g in df.groupby(["dataset", "metric"], sort=False):
@@ -224,7 +224,13 @@ def check_claims(paper: str, budget: str, store: Store, table: str | None = None
     return results
 
 
+def _alpha(claim: dict) -> float:
+    """The claim's significance level: its own ``alpha``, else 0.05."""
+    return float(claim.get("alpha", 0.05))
+
+
 def _set_alpha(results: list[ClaimResult], claim: dict) -> None:
+    """Record the level on every result that came from a test (threshold claims have no p)."""
     for r in results:
         if not math.isnan(r.p):
-            r.alpha = float(claim.get("alpha", 0.05))
+            r.alpha = _alpha(claim)

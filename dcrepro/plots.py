@@ -58,20 +58,6 @@ def write_figure(paper: str, fid: str, store: Store, budget: str = "reduced", ou
     out_dir = Path(out_dir or output_dir(paper, budget))
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = fig_spec.get("metrics", ["acc", "nmi"])
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
-    for ax, m in zip(axes[0], metrics):
-        sub = df[df["metric"] == m]
-        for (ds, out), g in sub.groupby(["dataset", "output"], sort=False):
-            agg = g.groupby("value")["y"].agg(["mean", "std", "count"]).sort_index()
-            x = np.array(agg.index, dtype=float)
-            ax.plot(x, agg["mean"], marker="o", label=f"{ds_name(ds)} · {out}")
-            ax.fill_between(x, agg["mean"] - agg["std"].fillna(0), agg["mean"] + agg["std"].fillna(0), alpha=0.2)
-        ax.set_xlabel(fig_spec.get("xlabel", str(fig_spec["param"])))
-        ax.set_ylabel(f"{m.upper()} (%)")
-        if fig_spec.get("xscale"):
-            ax.set_xscale(fig_spec["xscale"])
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
     n_seeds = int(df.groupby(["dataset", "value"])["seed"].nunique().min()) if len(df) else 0
     budgets = ", ".join(sorted(set(df["budget"]))) or "no runs"
     devs = sorted({d for s in df["deviations"] for d in s.split("; ") if d})
@@ -86,9 +72,21 @@ def write_figure(paper: str, fid: str, store: Store, budget: str = "reduced", ou
         caption += "\n" + "; ".join(devs)
     width = 4.2 * len(metrics)
     title = "\n".join(textwrap.fill(line, width=int(width * 16)) for line in caption.splitlines())
+    fig, axes = plt.subplots(1, len(metrics), figsize=(width, 3.6 + 0.13 * (title.count("\n") + 1)), squeeze=False)
     fig.suptitle(title, fontsize=7)
-    n_lines = title.count("\n") + 1
-    fig.set_figheight(3.6 + 0.13 * n_lines)
+    for ax, m in zip(axes[0], metrics):
+        sub = df[df["metric"] == m]
+        for (ds, out), g in sub.groupby(["dataset", "output"], sort=False):
+            agg = g.groupby("value")["y"].agg(["mean", "std", "count"]).sort_index()
+            x = np.array(agg.index, dtype=float)
+            ax.plot(x, agg["mean"], marker="o", label=f"{ds_name(ds)} · {out}")
+            ax.fill_between(x, agg["mean"] - agg["std"].fillna(0), agg["mean"] + agg["std"].fillna(0), alpha=0.2)
+        ax.set_xlabel(fig_spec.get("xlabel", str(fig_spec["param"])))
+        ax.set_ylabel(f"{m.upper()} (%)")
+        if fig_spec.get("xscale"):
+            ax.set_xscale(fig_spec["xscale"])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()  # makes room for the suptitle (matplotlib >= 3.3)
     paths = []
     for ext in ("png", "pdf"):
