@@ -66,10 +66,12 @@ def write_figure(paper: str, fid: str, store: Store, budget: str = "reduced", ou
     made_on = ", ".join(f"{dev or 'unknown'} ({n} runs)" for dev, n in runs.items())
     caption = (f"{spec.meta.get('short', paper)} {fid}: {fig_spec.get('caption', '')}\n"
                f"budget: {budgets}{note}; mean ± std over {n_seeds} seeds\nmade on: {made_on or 'no runs'}")
-    if fig_spec.get("params"):  # what the sweep sets beyond the job's schedule (overrides the deviations below)
-        caption += "\nthis sweep sets: " + ", ".join(f"{k} = {v}" for k, v in fig_spec["params"].items())
+    sets = [f"varies {fig_spec['param']}"] if fig_spec.get("param") else []
+    sets += [f"{k} = {v}" for k, v in fig_spec.get("params", {}).items()]
+    if sets:  # the sweep's own settings, which hold over the budget's deviations on the same parameters
+        caption += "\nthis sweep: " + ", ".join(sets) + (" (these hold over the budget's deviations below)" if devs else "")
     if devs:
-        caption += "\n" + "; ".join(devs)
+        caption += "\nbudget's deviations: " + "; ".join(devs)
     width = 4.2 * len(metrics)
     title = "\n".join(textwrap.fill(line, width=int(width * 16)) for line in caption.splitlines())
     fig, axes = plt.subplots(1, len(metrics), figsize=(width, 3.6 + 0.13 * (title.count("\n") + 1)), squeeze=False)

@@ -106,6 +106,8 @@ def test_figure_sweep(toy_project):
     with Store() as s:
         paths = write_figure("toy", "fig1", s)
     assert {p.suffix for p in paths} == {".png", ".pdf", ".csv", ".md"}
+    card = [p for p in paths if p.suffix == ".md"][0].read_text()
+    assert "- this sweep: varies noise\n" in card and "deviations" not in card  # full budget: none declared
     from dcrepro.claims import check_claims
 
     with Store() as s:
@@ -119,6 +121,25 @@ def test_figure_sweep(toy_project):
     means = df.groupby("value")["y"].mean()
     assert means[0.0] > means[0.4]  # more label noise, lower ACC
 
+
+
+def test_figure_caption_puts_the_sweep_settings_over_the_budget_deviations(toy_project):
+    """A quick-budget sweep of `sleep` keeps the quick schedule's noise: the caption shows both, sweep first."""
+    from dcrepro.plots import write_figure
+    from dcrepro.runner import plan_figure
+    from dcrepro.spec import _load
+
+    spec = toy_project / "benchmarks" / "toy.toml"
+    spec.write_text(spec.read_text() + '[figures.fig2]\ncaption = "s"\njob = "toy"\nparam = "sleep"\n'
+                    'values = [0.0, 0.001]\ndatasets = ["blobs"]\noutputs = ["good"]\nmetrics = ["acc"]\n'
+                    'params = { fail = false }\n')
+    _load.cache_clear()
+    execute(plan_figure("toy", "fig2", budget="quick", seeds=1), device="cpu", progress=False)
+    with Store() as s:
+        paths = write_figure("toy", "fig2", s, budget="quick", out_dir=toy_project / "out")
+    card = [p for p in paths if p.suffix == ".md"][0].read_text()
+    assert "- this sweep: varies sleep, fail = False (these hold over the budget's deviations below)\n" in card
+    assert "- budget's deviations: quick budget; toy quick schedule\n" in card
 
 def test_sweep_claims_with_a_partial_sweep_say_no_data(toy_project):
     """Only the grid point that equals the table config has runs: the sweep claims must not guess."""

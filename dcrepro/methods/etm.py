@@ -160,7 +160,12 @@ def word2vec_embeddings(
             log(f"word2vec cache hit: {path}")
         return np.load(path)
 
-    from gensim.models import Word2Vec
+    try:
+        from gensim.models import Word2Vec
+    except ImportError as e:
+        raise ImportError(
+            f"DEC-CRL's word embeddings rho need gensim (pip install 'dcrepro[text]'), or a cached copy at "
+            f"{path or '<cache_dir>/word2vec/<hash>.npy'} made where gensim is installed ({e})") from None
 
     model = Word2Vec(
         sentences=[t for t in tokens if t],

@@ -174,19 +174,34 @@ class CachedBackbone(nn.Module):
     def encoder_parameters(self) -> list[nn.Parameter]:
         return []
 
+    def eval_order(self) -> torch.Tensor:
+        """Order in which :meth:`ContrastiveClusterer.embed_all` visits the texts (any order: no padding)."""
+        return torch.arange(self.emb.shape[1])
+
     def forward(self, view: int, idx: torch.Tensor) -> torch.Tensor:
         return self.adapter(self.emb[view, idx])
 
 
 class TransformerBackbone(nn.Module):
-    """A sentence transformer run on the texts (view 0) and two views, mean-pooled over real tokens."""
+    """A sentence transformer run on the texts (view 0) and two views, mean-pooled over real tokens.
+
+    Every view is tokenised once, up front, to ``max_length`` (buffers ``input_ids`` and
+    ``attention_mask`` of shape (3, N, max_length)); a step gathers its rows and trims the padding to
+    the batch's longest text, which is what tokenising the batch with ``padding=True`` gives, without
+    the tokeniser in the training loop (``perf/deccrl_full_step.py`` times both).
+    """
 
     def __init__(self, st_model, texts: list[np.ndarray], max_length: int, adapter: str):
         super().__init__()
-        self.tokenizer = st_model.tokenizer
         self.transformer = st_model[0].auto_model
-        self.texts = texts
         self.max_length = max_length
+        if getattr(st_model.tokenizer, "padding_side", "right") != "right":
+            raise ValueError("TransformerBackbone trims right padding; the tokenizer pads on the "
+                             f"{st_model.tokenizer.padding_side!r} side")
+        tok = [st_model.tokenizer([str(t) for t in view], max_length=max_length, padding="max_length",
+                                  truncation=True, return_tensors="pt") for view in texts]
+        self.register_buffer("input_ids", torch.stack([t["input_ids"] for t in tok]), persistent=False)
+        self.register_buffer("attention_mask", torch.stack([t["attention_mask"] for t in tok]), persistent=False)
         self.out_dim = self.transformer.config.hidden_size
         self.adapter = nn.Linear(self.out_dim, self.out_dim) if adapter == "linear" else nn.Identity()
         if adapter == "linear":
@@ -197,13 +212,21 @@ class TransformerBackbone(nn.Module):
     def encoder_parameters(self) -> list[nn.Parameter]:
         return list(self.transformer.parameters())
 
+    def eval_order(self) -> torch.Tensor:
+        """The texts by token count, so that :meth:`ContrastiveClusterer.embed_all`'s batches pad little."""
+        return torch.argsort(self.attention_mask[0].sum(1).cpu(), stable=True)
+
+    def tokens(self, view: int, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids and attention mask of texts ``idx`` of ``view``, padded to the batch's longest."""
+        mask = self.attention_mask[view, idx]
+        width = int(mask.sum(1).max())
+        return self.input_ids[view, idx, :width], mask[:, :width]
+
     def forward(self, view: int, idx: torch.Tensor) -> torch.Tensor:
-        batch = [str(t) for t in self.texts[view][idx.cpu().numpy()]]
-        dev = next(self.transformer.parameters()).device
-        tok = self.tokenizer(batch, max_length=self.max_length, padding=True, truncation=True, return_tensors="pt").to(dev)
-        out = self.transformer(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])[0]
-        mask = tok["attention_mask"].unsqueeze(-1).to(out.dtype)
-        return self.adapter((out * mask).sum(1) / mask.sum(1).clamp_min(1.0))
+        ids, mask = self.tokens(view, idx)
+        out = self.transformer(input_ids=ids, attention_mask=mask)[0]
+        m = mask.unsqueeze(-1).to(out.dtype)
+        return self.adapter((out * m).sum(1) / m.sum(1).clamp_min(1.0))
 
 
 class ContrastiveClusterer(nn.Module):
@@ -235,11 +258,17 @@ class ContrastiveClusterer(nn.Module):
 
     @torch.no_grad()
     def embed_all(self, n: int, batch_size: int, device: str) -> np.ndarray:
+        """h of all ``n`` texts (view 0) in eval mode, in batches taken in the backbone's ``eval_order``."""
         was = self.training
         self.eval()
-        parts = [self.embed(0, torch.arange(s, min(s + batch_size, n), device=device)) for s in range(0, n, batch_size)]
+        order = self.backbone.eval_order()
+        if order.numel() != n:
+            raise ValueError(f"embed_all: the backbone holds {order.numel()} texts, asked for {n}")
+        parts = [self.embed(0, order[s:s + batch_size].to(device)) for s in range(0, n, batch_size)]
         self.train(was)
-        return torch.cat(parts).cpu().numpy()
+        h = torch.empty((n, parts[0].shape[1]), dtype=parts[0].dtype)
+        h[order] = torch.cat(parts).cpu()
+        return h.numpy()
 
 
 def _load_sentence_transformer(name: str, device: str):
@@ -276,8 +305,9 @@ def build_clusterer(data, p: SCCLParams, ctx: RunContext, make_latent: Callable[
     return ContrastiveClusterer(backbone, ctx.n_clusters, p.alpha, p.head_dim, latent, latent_dim).to(ctx.device)
 
 
-ExtraLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], "tuple[torch.Tensor, dict[str, float]]"]
-"""``extra(idx, h0, q) -> (weighted loss, {name: value})``: DEC-CRL's CRL or LSR term."""
+ExtraLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
+"""``extra(idx, h0, q) -> (weighted loss, {name: detached scalar tensor})``: DEC-CRL's CRL or LSR term.
+The parts are read (``.item()``, a device sync) only on logging steps."""
 
 
 def _batches(n: int, batch_size: int, device: str):
@@ -336,7 +366,8 @@ def train_and_predict(model: ContrastiveClusterer, n: int, p: SCCLParams, ctx: R
         loss.backward()
         opt.step()
         if p.log_every and (step % p.log_every == 0 or step == p.max_iter):
-            history.append({"step": step, "loss": loss.item(), "contrastive": l_cl.item(), "cluster": l_c.item(), **parts})
+            history.append({"step": step, "loss": loss.item(), "contrastive": l_cl.item(), "cluster": l_c.item(),
+                            **{k: v.item() for k, v in parts.items()}})
     t_train = time.perf_counter() - t0 - t_init
 
     h = model.embed_all(n, p.eval_batch_size, ctx.device)
