@@ -2,8 +2,8 @@
 
 Prints, per run: wall seconds, the seconds spent in the PU term and its share of the run, ACC / NMI
 (arithmetic and geometric) / ARI, and for DeepDPM the number of clusters it ends with. DAC runs go on
-through DAC-KM and DAC-DEC (``variant='dac_dec'``), so their rows are printed too. Used to choose the
-``reduced`` budget of ``benchmarks/dcglu.toml``; run it rarely (the CPU is shared).
+through DAC-KM and DAC-DEC (``variant='dac_dec'``), so their rows are printed too. The parameters are the ``reduced`` budget of
+``benchmarks/dcglu.toml``, changed only by ``--set``; run it rarely (the CPU is shared).
 
 Usage::
 
@@ -34,19 +34,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from dcrepro.data import load_dataset  # noqa: E402
 from dcrepro.metrics import evaluate  # noqa: E402
 from dcrepro.methods import RunContext, get_method  # noqa: E402
+from dcrepro.spec import load_spec, resolve  # noqa: E402
 import dcrepro.methods.dac  # noqa: E402,F401  (register directly: get_method would import every method module)
 import dcrepro.methods.deepdpm  # noqa: E402,F401
 
-# The reduced-budget values proposed for benchmarks/dcglu.toml (keep in step with the report).
-DAC_REDUCED = {"finetune_encoder": False, "lr": 1e-3, "dec_lr": 1e-3, "variant": "dac_dec"}
-DPM_REDUCED = {"max_epochs": 300, "start_computing_params": 15, "start_sub_clustering": 27,
-               "start_split_merge": 33, "split_merge_every": 18, "freeze_epochs": 3}
-RUNS = {
-    "dac": ("dac", dict(DAC_REDUCED, pu=False)),
-    "dac_pu": ("dac", dict(DAC_REDUCED, pu=True)),
-    "dpm": ("deepdpm", dict(DPM_REDUCED, pu=False)),
-    "dpm_pu": ("deepdpm", dict(DPM_REDUCED, pu=True)),
-}
+RUNS = {"dac": "dac", "dac_pu": "dac_pu", "dpm": "deepdpm", "dpm_pu": "deepdpm_pu"}  # -> job of benchmarks/dcglu.toml
 
 
 def _parse_sets(items: list[str]) -> dict[str, dict]:
@@ -75,6 +67,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     overrides = _parse_sets(args.set)
     runs = [r.strip() for r in args.runs.split(",") if r.strip()]
+    spec = load_spec("dcglu")
     bad = sorted(set(runs) - set(RUNS))
     if bad:
         raise SystemExit(f"unknown run(s) {bad}; valid: {list(RUNS)}")
@@ -86,8 +79,9 @@ def main() -> None:
     embed_texts(data.X, "all-MiniLM-L6-v2", dataset=data.name, view="original", progress=False)  # warm the cache
     print(f"{data!r}\nload + embeddings: {time.perf_counter() - t0:.1f} s (torch threads {args.threads})")
     for name in runs:
-        method, params = RUNS[name]
-        params = dict(params, **overrides["dac" if method == "dac" else "dpm"])
+        cfg = resolve(spec, RUNS[name], args.dataset, "reduced")
+        method = cfg.method
+        params = dict(cfg.params, **overrides["dac" if method == "dac" else "dpm"])
         ctx = RunContext(seed=args.seed, n_clusters=data.n_classes, log=lambda m: print("   ", m))
         t = time.perf_counter()
         outs = get_method(method)(data, params, ctx)

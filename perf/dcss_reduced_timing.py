@@ -2,7 +2,8 @@
 
 Prints seconds per phase (pre-training, AE + k-means, phase 1 = DCSSu, phase 2 = DCSS) and ACC / NMI of
 every row, then one run of each of DEC, IDEC, DCN and DKM (+ MNet) that reuses the cached pre-trained AE.
-Used to choose the ``reduced`` budget of ``benchmarks/dcss.toml``; run it rarely (the CPU is shared).
+The parameters are the ``reduced`` budget of ``benchmarks/dcss.toml`` (its MNIST values), changed only by
+``--set``; run it rarely (the CPU is shared).
 
 Usage::
 
@@ -33,18 +34,8 @@ os.environ.setdefault("DCREPRO_DATA", str(REPO.parent / "shared" / "data"))
 from dcrepro.data import load_dataset, stratified_subset  # noqa: E402
 from dcrepro.methods import RunContext, get_method  # noqa: E402
 from dcrepro.metrics import acc, nmi  # noqa: E402
+from dcrepro.spec import load_spec, resolve  # noqa: E402
 from dcrepro.seeding import seed_everything  # noqa: E402
-
-# Candidate reduced schedules (the values proposed for the spec's `reduced` budget).
-COMMON = {"arch": "mlp", "pretrain_epochs": 20, "pretrain_batch_size": 256, "mnet_epochs": 10}
-PER_METHOD = {
-    "dcss": {"phase1_epochs": 2},
-    "dec": {"maxiter": 300},
-    "idec": {"maxiter": 200},
-    "dcn": {"epochs": 3},
-    "dkm": {"n_alphas": 1, "epochs_per_alpha": 3},
-}
-
 
 def _value(text: str):
     try:
@@ -69,11 +60,12 @@ def main() -> None:
     if args.n:
         data = data.subset(stratified_subset(data.y, args.n, seed=0))
     overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}
+    spec = load_spec("dcss")
     cache = Path(args.cache_dir or tempfile.mkdtemp(prefix="dcss_timing_"))
     print(f"data {data.name}: n={len(data)}, K={data.n_classes}; torch threads {torch.get_num_threads()}; "
           f"cache {cache}; load average {os.getloadavg()[0]:.2f}")
     for method in args.methods.split(","):
-        params = {**COMMON, **PER_METHOD.get(method, {}), **overrides}
+        params = {**resolve(spec, method, "mnist", "reduced").params, **overrides}  # the job is named as its method
         seed_everything(args.seed)
         ctx = RunContext(seed=args.seed, n_clusters=data.n_classes, device="cpu", budget="reduced",
                          cache_dir=cache, log=lambda s: None)
