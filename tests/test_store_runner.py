@@ -40,6 +40,19 @@ def test_run_store_resume_and_force(toy_project):
         assert s.keys() == first_keys and s.count() == 3  # replaced, never duplicated
 
 
+
+def test_a_stored_run_says_how_it_was_made(toy_project):
+    """Config hash, git revision, device, versions and the processor travel with every run."""
+    import json
+
+    execute(build_plan("toy", budget="reduced")[:1], device="cpu", progress=False)
+    with Store() as s:
+        rec = s.records(paper="toy", status="ok")[0]
+        versions = json.loads(s._con.execute("SELECT versions_json FROM runs WHERE key=?", (rec.key,)).fetchone()[0])
+    assert rec.config_hash and rec.git_rev and rec.device.startswith("cpu:")
+    assert {"python", "numpy", "torch", "scikit-learn", "cpu_model", "torch_cpu_capability"} <= set(versions)
+    assert versions["cpu_model"] and versions["torch_cpu_capability"]
+
 def test_failure_is_recorded_and_plan_goes_on(toy_project, monkeypatch):
     from dcrepro.spec import load_spec
 
