@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -175,7 +176,7 @@ _UNNORMALISED: dict = {}
 
 def embed_texts(texts, encoder: str = DEFAULT_ENCODER, *, dataset: str | None = None, view: str = "original",
                 max_length: int | None = None, normalize: bool = True, device: str | None = None,
-                batch_size: int = 64, cache_dir=None, progress: bool = True) -> np.ndarray:
+                batch_size: int = 64, cache_dir=None, progress: bool | None = None) -> np.ndarray:
     """Sentence embeddings of ``texts``, from the disk cache when the same request was made before.
 
     Parameters
@@ -198,8 +199,8 @@ def embed_texts(texts, encoder: str = DEFAULT_ENCODER, *, dataset: str | None = 
         Encoding batch size (notes/offline.md: 32-64 is fastest on CPU; larger pads more).
     cache_dir : path-like, optional
         See :func:`embedding_cache_dir`.
-    progress : bool
-        Show the encoding progress bar.
+    progress : bool, optional
+        Show the encoding progress bar; default: only when stderr is a terminal (not in logs).
 
     Returns
     -------
@@ -230,7 +231,8 @@ def embed_texts(texts, encoder: str = DEFAULT_ENCODER, *, dataset: str | None = 
     model, default_len = _get_encoder(canonical_encoder(encoder), device, normalize)
     model.max_seq_length = max_length or default_len
     t1 = time.perf_counter()
-    X = model.encode(texts, batch_size=batch_size, show_progress_bar=progress, convert_to_numpy=True,
+    bar = sys.stderr.isatty() if progress is None else progress
+    X = model.encode(texts, batch_size=batch_size, show_progress_bar=bar, convert_to_numpy=True,
                      normalize_embeddings=normalize)
     X = np.asarray(X, dtype=np.float32)
     encode_s = time.perf_counter() - t1
