@@ -15,7 +15,7 @@ _PACKAGES = ["dcrepro", "numpy", "scipy", "scikit-learn", "torch", "pandas", "se
 def versions() -> dict[str, str]:
     """Package versions, plus the CPU model and the SIMD level torch's CPU kernels use: the same code and
     versions on another processor can round differently (seen: the same DEC-CRL run on two 2-core VMs
-    gave labels that differ, ACC within 1 point)."""
+    gave labels that differ, ACC within 1.2 points)."""
     out = {"python": platform.python_version()}
     for p in _PACKAGES:
         try:
