@@ -14,7 +14,9 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-__all__ = ["Metric", "METRICS", "get_metric", "confusion", "acc", "nmi", "ari", "evaluate"]
+from .errors import choice_error
+
+__all__ = ["Metric", "METRICS", "get_metric", "display_name", "confusion", "acc", "nmi", "ari", "evaluate"]
 
 
 def _encode(a: np.ndarray) -> tuple[np.ndarray, int]:
@@ -66,22 +68,48 @@ class Metric:
     fn: Callable[[np.ndarray, np.ndarray], float] | None
     higher_is_better: bool = True
     scale: str = "fraction"
-    """Scale of the value ``fn`` returns: 'fraction' (0-1), 'seconds', 'ratio', 'count'."""
+    """Scale of the value ``fn`` returns: 'fraction' (0-1), 'seconds', 'ratio', 'count', 'value' (a plain
+    number shown as it is: a distance, a loss, a gradient ratio)."""
     description: str = ""
+    display: str = ""
+    """How table headers and reports name the metric (plain text; renderers escape it)."""
 
 
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in [
-        Metric("acc", acc, description="clustering accuracy, Hungarian matching"),
-        Metric("nmi", lambda t, p: nmi(t, p, "arithmetic"), description="NMI, arithmetic mean normalisation"),
-        Metric("nmi_geo", lambda t, p: nmi(t, p, "geometric"), description="NMI, geometric mean normalisation"),
-        Metric("ari", ari, description="adjusted Rand index"),
+        Metric("acc", acc, display="ACC", description="clustering accuracy, Hungarian matching"),
+        Metric("nmi", lambda t, p: nmi(t, p, "arithmetic"), display="NMI",
+               description="NMI, arithmetic mean normalisation"),
+        Metric("nmi_geo", lambda t, p: nmi(t, p, "geometric"), display="NMI (geometric)",
+               description="NMI, geometric mean normalisation"),
+        Metric("ari", ari, display="ARI", description="adjusted Rand index"),
         # measured by the methods themselves (RowOutput.metrics), registered for their facts only
-        Metric("time_s", None, higher_is_better=False, scale="seconds", description="wall time of the run"),
-        Metric("pu_time_s", None, higher_is_better=False, scale="seconds", description="time in the PU term"),
-        Metric("time_ratio", None, higher_is_better=False, scale="ratio", description="time / base time"),
-        Metric("k_found", None, higher_is_better=True, scale="count", description="number of clusters inferred"),
+        Metric("time_s", None, higher_is_better=False, scale="seconds", display="time (s)",
+               description="wall time of the run"),
+        Metric("pu_time_s", None, higher_is_better=False, scale="seconds", display="PU time (s)",
+               description="time in the PU term"),
+        Metric("time_ratio", None, higher_is_better=False, scale="ratio", display="time ratio",
+               description="time / base time"),
+        Metric("k_found", None, higher_is_better=True, scale="count", display="K found",
+               description="number of clusters inferred"),
+        # run health (emitted by the methods; read by the spec's degenerate_if rules)
+        Metric("defit_share", None, higher_is_better=False, display="defit share",
+               description="share of PU steps on which the nnPU defitting branch (R-_u < pi_p R-_p) was active"),
+        Metric("p_share", None, display="P share", description="share of the PU items above the threshold (P)"),
+        Metric("u_share", None, display="U share", description="share of the PU items below the threshold (U)"),
+        Metric("centroid_drift", None, scale="value", display="centroid drift",
+               description="mean distance the cluster centroids moved from their k-means start"),
+        Metric("final_l_cluster", None, higher_is_better=False, scale="value", display="final L_Cluster",
+               description="cluster (KL) loss of the last training step"),
+        Metric("grad_ratio_step1", None, higher_is_better=False, scale="value", display="CRL/cluster grad ratio",
+               description="gradient norm on the centroids at step 1: extra (CRL) loss / lambda_c L_Cluster"),
+        Metric("sharpness", None, scale="value", display="membership sharpness",
+               description="mean sum_k u_ik^m of the fuzzy memberships (1/K^(m-1) uniform, 1 one-hot)"),
+        Metric("similar_pair_share", None, display="similar-pair share",
+               description="share of the B^2 pairs above zeta in MNet's last epoch"),
+        Metric("similar_pair_share_u", None, display="similar-pair share (u space)",
+               description="mean share of the B^2 pairs above zeta over MNet's u-space epochs (< T2)"),
     ]
 }
 LABEL_METRICS = ("acc", "nmi", "nmi_geo", "ari")
@@ -89,8 +117,13 @@ LABEL_METRICS = ("acc", "nmi", "nmi_geo", "ari")
 
 def get_metric(name: str) -> Metric:
     if name not in METRICS:
-        raise KeyError(f"unknown metric {name!r}; valid metrics: {', '.join(METRICS)}")
+        raise choice_error("metric", name, list(METRICS))
     return METRICS[name]
+
+
+def display_name(name: str) -> str:
+    """The metric's name for people (table headers, reports): ``'pu_time_s'`` -> ``'PU time (s)'``."""
+    return get_metric(name).display or name
 
 
 def evaluate(y_true, y_pred) -> dict[str, float]:

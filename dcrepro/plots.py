@@ -12,36 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .runner import sweep_overrides
-from .spec import load_spec, resolve
+from .spec import load_spec
 from .store import Store
+from .sweeps import sweep_frame
 
 __all__ = ["sweep_frame", "write_figure"]
-
-
-def sweep_frame(paper: str, fid: str, store: Store, budget: str = "reduced") -> pd.DataFrame:
-    """Per-seed values of a sweep: columns dataset, output, value (of the param), seed, metric, y."""
-    spec = load_spec(paper)
-    fig = spec.figure(fid)
-    n_seeds = int(fig.get("seeds", 3))  # the same seeds at every grid value, even where a table ran more
-    rows = []
-    for ds in fig["datasets"]:
-        for v in fig["values"]:
-            cfg = resolve(spec, fig["job"], ds, fig.get("budget", budget), sweep_overrides(fig, v))
-            for rec in store.records(paper, fig["job"], ds, cfg.config_hash, status="ok"):
-                if rec.seed >= n_seeds:
-                    continue
-                for out in fig.get("outputs", spec.job(fig["job"]).get("outputs", [fig["job"]])):
-                    for m in fig.get("metrics", ["acc", "nmi"]):
-                        val = rec.outputs.get(out, {}).get(m)
-                        if val is not None:
-                            scale = 100.0 if m in ("acc", "nmi", "nmi_geo", "ari") else 1.0
-                            x = v[0] if isinstance(v, list) else v
-                            rows.append(dict(dataset=ds, output=out, value=x, seed=rec.seed, metric=m, y=val * scale,
-                                             budget=cfg.effective_budget, device=rec.device,
-                                             deviations="; ".join(cfg.deviations)))
-    return pd.DataFrame(rows, columns=["dataset", "output", "value", "seed", "metric", "y", "budget", "device",
-                                       "deviations"])
 
 
 def write_figure(paper: str, fid: str, store: Store, budget: str = "reduced", out_dir: Path | None = None) -> list[Path]:
@@ -50,24 +25,29 @@ def write_figure(paper: str, fid: str, store: Store, budget: str = "reduced", ou
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .tables import ds_name, output_dir
+    from .data.registry import display_name as ds_name
+    from .paths import output_dir
 
     spec = load_spec(paper)
     fig_spec = spec.figure(fid)
-    df = sweep_frame(paper, fid, store, budget)
+    from .aggregate import index_records
+
+    index = index_records(store, paper)
+    df = sweep_frame(paper, fid, index, budget)
     out_dir = Path(out_dir or output_dir(paper, budget))
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics = fig_spec.get("metrics", ["acc", "nmi"])
+    metrics = list(fig_spec.metrics)
     n_seeds = int(df.groupby(["dataset", "value"])["seed"].nunique().min()) if len(df) else 0
     budgets = ", ".join(sorted(set(df["budget"]))) or "no runs"
     devs = sorted({d for s in df["deviations"] for d in s.split("; ") if d})
     note = "" if budgets == "full" and not devs else " (NOT the paper's schedule: not comparable)"
     runs = df.drop_duplicates(["dataset", "value", "seed", "device"])["device"].value_counts()
     made_on = ", ".join(f"{dev or 'unknown'} ({n} runs)" for dev, n in runs.items())
-    caption = (f"{spec.meta.get('short', paper)} {fid}: {fig_spec.get('caption', '')}\n"
+    caption = (f"{spec.meta.get('short', paper)} {fid}: {fig_spec.caption}\n"
                f"budget: {budgets}{note}; mean ± std over {n_seeds} seeds\nmade on: {made_on or 'no runs'}")
-    sets = [f"varies {fig_spec['param']}"] if fig_spec.get("param") else []
-    sets += [f"{k} = {v}" for k, v in fig_spec.get("params", {}).items()]
+    param = list(fig_spec.param) if isinstance(fig_spec.param, tuple) else fig_spec.param
+    sets = [f"varies {param}"] if fig_spec.param else []
+    sets += [f"{k} = {v}" for k, v in fig_spec.params.items()]
     if sets:  # the sweep's own settings, which hold over the budget's deviations on the same parameters
         caption += "\nthis sweep: " + ", ".join(sets) + (" (these hold over the budget's deviations below)" if devs else "")
     if devs:
@@ -83,10 +63,10 @@ def write_figure(paper: str, fid: str, store: Store, budget: str = "reduced", ou
             x = np.array(agg.index, dtype=float)
             ax.plot(x, agg["mean"], marker="o", label=f"{ds_name(ds)} · {out}")
             ax.fill_between(x, agg["mean"] - agg["std"].fillna(0), agg["mean"] + agg["std"].fillna(0), alpha=0.2)
-        ax.set_xlabel(fig_spec.get("xlabel", str(fig_spec["param"])))
+        ax.set_xlabel(fig_spec.xlabel or str(param))
         ax.set_ylabel(f"{m.upper()} (%)")
-        if fig_spec.get("xscale"):
-            ax.set_xscale(fig_spec["xscale"])
+        if fig_spec.xscale:
+            ax.set_xscale(fig_spec.xscale)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()  # makes room for the suptitle (matplotlib >= 3.3)
@@ -99,12 +79,11 @@ def write_figure(paper: str, fid: str, store: Store, budget: str = "reduced", ou
     csv = out_dir / f"{fid}.csv"
     df.to_csv(csv, index=False)
     md = out_dir / f"{fid}.md"
-    md.write_text(_figure_card(paper, fid, fig_spec, df, caption, store, budget))
+    md.write_text(_figure_card(paper, fid, fig_spec, df, caption, index, budget))
     return paths + [csv, md]
 
 
-def _figure_card(paper: str, fid: str, fig_spec: dict, df: pd.DataFrame, caption: str, store: Store,
-                 budget: str) -> str:
+def _figure_card(paper: str, fid: str, fig_spec, df: pd.DataFrame, caption: str, store, budget: str) -> str:
     """The figure's numbers (mean ± std per grid value) and its claims, as Markdown beside the PNG."""
     from tabulate import tabulate
 
@@ -117,7 +96,8 @@ def _figure_card(paper: str, fid: str, fig_spec: dict, df: pd.DataFrame, caption
         agg = df.groupby(["dataset", "output", "metric", "value"])["y"].agg(["mean", "std", "count"]).reset_index()
         lines.append(tabulate([[ds_name(r.dataset), r.output, r.metric, r.value, f"{r.mean:.2f}",
                                 f"{r.std:.2f}", r.count] for r in agg.itertuples()],
-                              ["data set", "output", "metric", str(fig_spec["param"]), "mean", "std", "n"],
+                              ["data set", "output", "metric", str(list(fig_spec.param) if isinstance(fig_spec.param, tuple)
+                                                                    else fig_spec.param), "mean", "std", "n"],
                               tablefmt="github"))
     lines += _claims_block(check_claims(paper, budget, store, figure=fid))
     return "\n".join(lines) + "\n"

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .spec import choice_error, project_root
+from .errors import choice_error
+from .paths import project_root
 
 __all__ = ["VERDICTS", "load_reference", "list_reference_tables", "bands_config", "Band", "band_for", "verdict",
            "to_reference_scale", "our_metric_name"]

@@ -5,13 +5,15 @@ seed); ``execute`` runs them in order, or in ``workers`` processes, with a progr
 claimed in the store first (so two runners never do the same run), skipped when an ok record exists
 (resume) unless ``force``, and stored atomically when it finishes. A run that raises is stored as a
 failed record with its traceback and the plan goes on. A data set that is absent is skipped with
-'data not available' (the tables say so); nothing is stored for it.
+'data not available' (the tables say so); nothing is stored for it. A data set whose files fail their
+size or checksum check stops the plan before anything runs (:func:`check_data`).
 """
 from __future__ import annotations
 
 import functools
 import hashlib
 import os
+import socket
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -22,12 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from . import envinfo
+from .health import cluster_health
 from .metrics import evaluate
 from .seeding import seed_everything
 from .spec import RunConfig, load_spec, resolve
+from .paths import cache_root
 from .store import Store, run_key
 
-__all__ = ["RunItem", "build_plan", "plan_figure", "execute", "run_one"]
+__all__ = ["RunItem", "build_plan", "plan_figure", "execute", "run_one", "compute", "check_data"]
 
 
 @dataclass
@@ -42,45 +46,45 @@ class RunItem:
         return run_key(self.cfg.paper, self.cfg.job, self.cfg.dataset, self.seed, self.cfg.config_hash)
 
     def label(self) -> str:
-        return f"{self.cfg.paper}/{self.cfg.job}/{self.cfg.dataset}/seed{self.seed}"
+        reading = "" if self.cfg.reading == "default" else f"[{self.cfg.reading}]"
+        return f"{self.cfg.paper}/{self.cfg.job}{reading}/{self.cfg.dataset}/seed{self.seed}"
 
 
 def build_plan(paper: str, tables: list[str] | None = None, rows: list[str] | None = None,
                datasets: list[str] | None = None, seeds: int | None = None, budget: str = "reduced",
-               seed_offset: int = 0) -> list[RunItem]:
-    """Runs that fill ``tables`` of ``paper`` (all its tables when None) at ``budget``."""
+               seed_offset: int = 0, readings: list[str] | None = None) -> list[RunItem]:
+    """Runs that fill ``tables`` of ``paper`` (all its tables when None) at ``budget`` under the reading
+    variants named by ``readings`` (None: the default reading; see :meth:`dcrepro.spec.Spec.variants`).
+    A variant adds runs only for the jobs it changes; the other jobs' default runs serve every reading."""
     spec = load_spec(paper)
     n = seeds if seeds is not None else spec.n_seeds
     plan, seen = [], set()
-    for tid in tables or list(spec.tables):
-        for job, ds in spec.runs_for_table(tid, rows, datasets):
-            if (job, ds) in seen:
-                continue
-            seen.add((job, ds))
-            cfg = resolve(spec, job, ds, budget)
-            plan += [RunItem(cfg, s) for s in range(seed_offset, seed_offset + n)]
+    for variant in spec.variants(readings):
+        for tid in tables or list(spec.tables):
+            for job, ds in spec.runs_for_table(tid, rows, datasets):
+                cfg = resolve(spec, job, ds, budget, variant=variant)
+                if cfg.config_hash in seen:
+                    continue
+                seen.add(cfg.config_hash)
+                plan += [RunItem(cfg, s) for s in range(seed_offset, seed_offset + n)]
     return plan
 
 
-def plan_figure(paper: str, figure: str, budget: str = "reduced", seeds: int | None = None) -> list[RunItem]:
-    """Runs of a parameter sweep declared under ``[figures.<id>]``: one config per grid value."""
+def plan_figure(paper: str, figure: str, budget: str = "reduced", seeds: int | None = None,
+                readings: list[str] | None = None) -> list[RunItem]:
+    """Runs of a parameter sweep declared under ``[figures.<id>]``: one config per grid value (and reading)."""
+    from .sweeps import figure_outputs, sweep_configs
+
     spec = load_spec(paper)
     fig = spec.figure(figure)
-    n = seeds if seeds is not None else int(fig.get("seeds", 3))
-    plan = []
-    for ds in fig["datasets"]:
-        for v in fig["values"]:
-            cfg = resolve(spec, fig["job"], ds, fig.get("budget", budget), sweep_overrides(fig, v))
-            plan += [RunItem(cfg, s, tuple(fig.get("outputs", ()))) for s in range(n)]
+    n = seeds if seeds is not None else fig.seeds
+    plan, seen = [], set()
+    for variant in spec.variants(readings):
+        for _, _, cfg in sweep_configs(paper, figure, budget, variant):
+            if cfg.config_hash not in seen:
+                seen.add(cfg.config_hash)
+                plan += [RunItem(cfg, s, figure_outputs(paper, fig)) for s in range(n)]
     return plan
-
-
-def sweep_overrides(fig: dict, value) -> dict:
-    """Parameter overrides of one grid point: the figure's fixed ``params`` plus ``param = value``; a list
-    ``param = ["zeta", "gamma"]`` takes list values (one per name), e.g. ζ and γ swept together."""
-    names = fig["param"] if isinstance(fig["param"], list) else [fig["param"]]
-    values = value if isinstance(fig["param"], list) else [value]
-    return dict(fig.get("params", {})) | dict(zip(names, values))
 
 
 @functools.lru_cache(maxsize=4)
@@ -101,25 +105,39 @@ def run_one(item: RunItem, store: Store, device: str = "cpu", force: bool = Fals
             cache_dir: Path | None = None) -> str:
     """Run one item; returns 'ok', 'failed', 'skipped' (already done), 'busy' or 'unavailable'."""
     from .data import is_available
-    from .methods import RowOutput, RunContext, get_method
 
-    cfg = item.cfg
-    if not is_available(cfg.dataset):
+    if not is_available(item.cfg.dataset):
         return "unavailable"
     state = store.claim(item.key, force=force)
     if state != "claimed":
         return {"done": "skipped", "busy": "busy"}[state]
+    try:
+        run, outputs = compute(item, device, cache_dir or cache_root(store.path))
+    except BaseException:  # KeyboardInterrupt etc.: leave nothing half-written, free the claim
+        store.release(item.key)
+        raise
+    store.put(run, outputs)
+    return run["status"]
+
+
+def compute(item: RunItem, device: str = "cpu", cache_dir: Path | None = None) -> tuple[dict, dict | None]:
+    """Run one item without touching a store: (run record, outputs) for :meth:`Store.put`. A run that
+    raises gives a 'failed' record with its traceback (outputs None). Used in-process by :func:`run_one`
+    and on cluster nodes, whose records the driver stores (see :mod:`dcrepro.executors`)."""
+    from .methods import RowOutput, RunContext, get_method
+
+    cfg = item.cfg
     base = dict(key=item.key, paper=cfg.paper, job=cfg.job, method=cfg.method, dataset=cfg.dataset,
                 seed=item.seed, budget=cfg.budget, effective_budget=cfg.effective_budget,
                 config_hash=cfg.config_hash, config_json=cfg.to_json(), deviations_json=cfg.deviations,
                 device=envinfo.device_name(device), versions_json=envinfo.versions(),
-                git_rev=envinfo.git_revision())
+                git_rev=envinfo.git_revision(), host=socket.gethostname())
     t0 = time.time()
     try:
         data = _dataset(cfg.dataset, cfg.subset, cfg.subset_seed)
         seed_everything(item.seed)
         ctx = RunContext(seed=item.seed, n_clusters=cfg.n_clusters or data.n_classes, device=device,
-                         budget=cfg.budget, cache_dir=Path(cache_dir or store.path.parent / "cache"),
+                         budget=cfg.budget, cache_dir=Path(cache_dir or cache_root()),
                          labels_for_selection=data.y if cfg.select_by_labels else None,
                          log=lambda msg: None)
         outs: dict[str, RowOutput] = get_method(cfg.method)(data, dict(cfg.params), ctx)
@@ -132,19 +150,15 @@ def run_one(item: RunItem, store: Store, device: str = "cpu", force: bool = Fals
             sha = None
             if o.labels is not None:
                 y = data.y if o.eval_index is None else data.y[o.eval_index]
-                metrics = evaluate(y, o.labels) | metrics
+                metrics = evaluate(y, o.labels) | cluster_health(o.labels) | metrics
                 sha = _labels_sha(o.labels)
-            stored[name] = {"metrics": metrics, "info": o.info, "labels_sha": sha}
-        store.put(base | dict(status="ok", wall_s=time.time() - t0, started=t0, finished=time.time(),
-                              n_samples=len(data)), stored)
-        return "ok"
+            info = o.info | ({"data_source": data.meta["data_source"]} if "data_source" in data.meta else {})
+            stored[name] = {"metrics": metrics, "info": info, "labels_sha": sha}
+        return base | dict(status="ok", wall_s=time.time() - t0, started=t0, finished=time.time(),
+                           n_samples=len(data)), stored
     except Exception:  # recorded, shown as 'failed' in the tables; the plan goes on
-        store.put(base | dict(status="failed", error=traceback.format_exc(), wall_s=time.time() - t0,
-                              started=t0, finished=time.time()))
-        return "failed"
-    except BaseException:  # KeyboardInterrupt etc.: leave nothing half-written, free the claim
-        store.release(item.key)
-        raise
+        return base | dict(status="failed", error=traceback.format_exc(), wall_s=time.time() - t0,
+                           started=t0, finished=time.time()), None
 
 
 def _term_as_interrupt() -> None:
@@ -160,7 +174,9 @@ def _term_as_interrupt() -> None:
         signal.signal(signal.SIGTERM, _raise)
 
 
-def _worker_init(threads: int) -> None:
+def _worker_init(threads: int, gpu_slots=None) -> None:
+    if gpu_slots is not None:  # before torch touches CUDA: this worker sees one GPU, as cuda:0
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu_slots.get()
     import torch
     from threadpoolctl import threadpool_limits
 
@@ -174,12 +190,26 @@ def _worker(item: RunItem, store_path: str, device: str, force: bool) -> tuple[s
         return item.label(), run_one(item, store, device, force), time.time() - t0
 
 
+def check_data(plan: list[RunItem]) -> None:
+    """Check the files of every data set the plan reads against their sizes and checksums, once per
+    process, before anything runs: a corrupt or truncated file raises one ``ChecksumMismatch`` naming the
+    data set and the file (nothing is stored), instead of one failed run per seed."""
+    from .data import ChecksumMismatch, integrity_error
+
+    for name in sorted({it.cfg.dataset for it in plan}):
+        if err := integrity_error(name):
+            raise ChecksumMismatch(err)
+
+
 def execute(plan: list[RunItem], store_path: str | Path | None = None, device: str = "auto",
-            workers: int = 1, force: bool = False, progress: bool = True, threads: int | None = None) -> dict[str, int]:
+            workers: int = 1, force: bool = False, progress: bool = True, threads: int | None = None,
+            workers_per_gpu: int = 0) -> dict[str, int]:
     """Run ``plan``; returns counts per outcome. Failures never stop the plan.
 
     ``threads`` caps torch's and the BLAS/OpenMP thread pools of a sequential run (default: the libraries'
-    own choice); with ``workers > 1`` each worker gets ``cpu_count // workers`` threads."""
+    own choice); with ``workers > 1`` each worker gets ``cpu_count // workers`` threads. On ``cuda``,
+    ``workers_per_gpu > 0`` runs that many workers on each visible GPU (``CUDA_VISIBLE_DEVICES`` set per
+    worker; more than 1 where a run uses a fraction of a GPU); otherwise a cuda plan runs sequentially."""
     from tqdm import tqdm
 
     device = envinfo.resolve_device(device)
@@ -187,13 +217,16 @@ def execute(plan: list[RunItem], store_path: str | Path | None = None, device: s
     if threads and workers <= 1:
         _worker_init(threads)
     counts: dict[str, int] = {}
+    check_data(plan)
     store = Store(store_path)
     done = set() if force else store.keys("ok")  # one query, not one per plan item
     todo = [it for it in plan if it.key not in done]
     counts["skipped"] = len(plan) - len(todo)
     bar = tqdm(total=len(todo), disable=not progress, unit="run", dynamic_ncols=True)
+    slots = gpu_slots(workers_per_gpu) if device == "cuda" and workers_per_gpu > 0 else []
+    workers = len(slots) or workers
     try:
-        if workers <= 1 or device == "cuda":
+        if workers <= 1 or (device == "cuda" and not slots):
             for it in todo:
                 bar.set_description(it.label())
                 outcome = run_one(it, store, device, force)
@@ -204,8 +237,14 @@ def execute(plan: list[RunItem], store_path: str | Path | None = None, device: s
             threads = max(1, ncpu // workers)
             for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):  # inherited at spawn
                 os.environ[var] = str(threads)
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init,
-                                     initargs=(threads,)) as pool:
+            ctx = get_context("spawn")
+            queue = None
+            if slots:
+                queue = ctx.Queue()
+                for gpu in slots:
+                    queue.put(gpu)
+            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                                     initargs=(threads, queue)) as pool:
                 futs = [pool.submit(_worker, it, str(store.path), device, force) for it in todo]
                 for f in as_completed(futs):
                     label, outcome, _ = f.result()
@@ -216,3 +255,18 @@ def execute(plan: list[RunItem], store_path: str | Path | None = None, device: s
         bar.close()
         store.close()
     return counts
+
+
+def gpu_slots(per_gpu: int, visible: str | None = None) -> list[str]:
+    """One entry per local worker: the GPU it is pinned to, ``per_gpu`` workers on each GPU visible
+    (``CUDA_VISIBLE_DEVICES`` if set, else every GPU torch counts)."""
+    if per_gpu < 1:
+        raise ValueError(f"workers per GPU must be >= 1, got {per_gpu}")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
+    if visible:
+        gpus = [g.strip() for g in visible.split(",") if g.strip()]
+    else:
+        import torch
+
+        gpus = [str(i) for i in range(torch.cuda.device_count())]
+    return [g for g in gpus for _ in range(per_gpu)]

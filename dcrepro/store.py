@@ -8,7 +8,9 @@ older than ``STALE_AFTER_S`` is taken over. Failed runs are stored as records wi
 their traceback; a later run of the same key replaces them.
 
 ``accept`` copies the current records of a set of runs into the ``accepted`` table: the baseline of
-``dcrepro check --against accepted`` (today's code against our last accepted run).
+``dcrepro check --against accepted`` (today's code against our last accepted run). That table may also
+live in a separate, committed store file (``Store(path, baseline=FILE)``, :meth:`Store.save_accepted`):
+the quick budget's git-ignored store is checked against ``results/baseline_quick.sqlite``.
 """
 from __future__ import annotations
 
@@ -23,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-__all__ = ["default_store_path", "run_key", "Store", "Record"]
+from .paths import default_store_path
+
+__all__ = ["default_store_path", "run_key", "Store", "StoreError", "Record"]
 
 STALE_AFTER_S = 48 * 3600
 _SCHEMA = """
@@ -42,16 +46,6 @@ CREATE TABLE IF NOT EXISTS accepted (
   key TEXT, output TEXT, paper TEXT, job TEXT, dataset TEXT, seed INTEGER, config_hash TEXT,
   metrics_json TEXT, labels_sha TEXT, accepted_at REAL, git_rev TEXT, PRIMARY KEY (key, output));
 """
-
-
-def default_store_path(budget: str | None = None) -> Path:
-    """$DCREPRO_STORE, else ``results/store.sqlite`` under the project root (committed with the tables it
-    made); quick-budget runs (smoke tests) go to ``results/quick.sqlite`` (git-ignored) instead."""
-    if os.environ.get("DCREPRO_STORE"):
-        return Path(os.environ["DCREPRO_STORE"])
-    from .spec import project_root
-
-    return project_root() / "results" / ("quick.sqlite" if budget == "quick" else "store.sqlite")
 
 
 def run_key(paper: str, job: str, dataset: str, seed: int, config_hash: str) -> str:
@@ -86,16 +80,48 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+class StoreError(RuntimeError):
+    """The store file cannot be used (not sqlite, another program's database, unreadable): one line
+    naming the file."""
+
+
 class Store:
-    def __init__(self, path: str | Path | None = None):
+    """``baseline``: another store file (e.g. the committed ``results/baseline_quick.sqlite``) whose accepted
+    table is read by :meth:`accepted` instead of this store's own (written by :meth:`save_accepted`)."""
+
+    def __init__(self, path: str | Path | None = None, baseline: str | Path | None = None):
         self.path = Path(path) if path else default_store_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._con = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        self._con.execute("PRAGMA journal_mode=WAL")
+        try:
+            self._con.execute("PRAGMA journal_mode=WAL")
+            tables = {t for (t,) in self._con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as e:  # a text file, a truncated database, an unreadable path
+            self._con.close()
+            raise StoreError(f"{self.path} cannot be used as a result store ({e}): a dcrepro store is an sqlite "
+                             "file; move this one away or pass --store with another file") from None
+        if tables and "runs" not in tables:  # never add our tables to another program's database
+            self._con.close()
+            raise StoreError(f"{self.path} is an sqlite database but not a dcrepro result store (tables: "
+                             f"{', '.join(sorted(tables))}); pass --store with another file")
         self._con.execute("PRAGMA foreign_keys=ON")
         self._con.execute("PRAGMA synchronous=NORMAL")
         self._con.executescript(_SCHEMA)
         self._host = socket.gethostname()
+        self.baseline = Path(baseline) if baseline else None
+        if self.baseline is not None:  # read only; a missing file would be created by ATTACH
+            why = "no such file; `dcrepro accept --baseline FILE` writes one"
+            if self.baseline.is_file():
+                try:
+                    self._con.execute("ATTACH DATABASE ? AS baseline", (str(self.baseline),))
+                    why = "" if self._con.execute("SELECT 1 FROM baseline.sqlite_master WHERE type='table' "
+                                                  "AND name='accepted'").fetchone() else "no accepted table"
+                except sqlite3.DatabaseError as e:
+                    why = str(e)
+            if why:
+                self._con.close()
+                raise StoreError(f"baseline {self.baseline} cannot be used ({why})")
+            self._con.execute("CREATE TEMP VIEW accepted AS SELECT * FROM baseline.accepted")  # shadows main's
 
     def close(self) -> None:
         """Fold the WAL into the main file (so the .sqlite file alone is complete) and close."""
@@ -195,6 +221,11 @@ class Store:
         row = self._con.execute("SELECT info_json FROM outputs WHERE key=? AND output=?", (key, output)).fetchone()
         return json.loads(row[0]) if row else {}
 
+    def versions(self, key: str) -> dict[str, str]:
+        """The library versions (and CPU facts) stored with run ``key`` (see :func:`dcrepro.envinfo.versions`)."""
+        row = self._con.execute("SELECT versions_json FROM runs WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else {}
+
     def merge_from(self, other: str | Path) -> tuple[int, int]:
         """Copy the ok runs of another store (e.g. one written on a GPU machine) that this one lacks.
 
@@ -235,6 +266,27 @@ class Store:
                     con.execute("INSERT OR REPLACE INTO accepted VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                                 (*row, time.time(), git_rev))
                     n += 1
+        return n
+
+    def save_accepted(self, keys: Iterable[str], path: str | Path) -> int:
+        """Copy the accepted outputs of runs ``keys`` into the accepted table of the store file ``path`` (a
+        baseline file, see ``baseline``), replacing what it held for the same (paper, job, data set, seed)."""
+        Store(path).close()  # creates it with the schema, or refuses a file that is not a dcrepro store
+        self._con.execute("ATTACH DATABASE ? AS dest", (str(path),))
+        n = 0
+        try:
+            with self._tx() as con:
+                for key in keys:
+                    for row in con.execute("SELECT * FROM main.accepted WHERE key=?", (key,)).fetchall():
+                        con.execute("DELETE FROM dest.accepted WHERE paper=? AND job=? AND dataset=? AND seed=? "
+                                    "AND output=?", (row[2], row[3], row[4], row[5], row[1]))
+                        con.execute(f"INSERT INTO dest.accepted VALUES ({','.join('?' * len(row))})", row)
+                        n += 1
+        finally:
+            self._con.execute("DETACH DATABASE dest")
+        con = sqlite3.connect(path)  # a committed file: no -wal/-shm beside it when read
+        con.execute("PRAGMA journal_mode=DELETE")
+        con.close()
         return n
 
     def accepted(self, paper: str, job: str, dataset: str, config_hash: str) -> dict[tuple[int, str], dict]:

@@ -63,7 +63,10 @@ def test_claims_paired(toy_project):
     assert all(r.alpha == 0.05 for r in res)  # the default; a claim's own `alpha` wins (below)
     from dcrepro.spec import load_spec
 
-    load_spec("toy").claims[0]["alpha"] = 1e-12  # nothing is that significant with n = 3
+    import dataclasses
+
+    spec = load_spec("toy")
+    spec.claims[0] = dataclasses.replace(spec.claims[0], alpha=1e-12)  # nothing is that significant with n = 3
     with Store() as s:
         strict = check_claims("toy", "quick", s)
     assert all(r.alpha == 1e-12 and r.outcome == "inconclusive" for r in strict)

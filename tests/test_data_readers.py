@@ -372,7 +372,7 @@ def test_cli_list_verify_fetch(tmp_path, capsys):
     line = next(ln for ln in out.splitlines() if ln.startswith("mnist "))
     assert "checksum mismatch" in line and "dcss/table1" in line    # synthetic files != the real MNIST
     assert "cifar10: missing" in out and "cifar-10-python.tar.gz" in out
-    rc, out = _run_cli(["data", "verify", "snips", "--root", str(tmp_path)])
-    assert rc == 1 and "missing" in out and str(tmp_path / "snips" / "train.tsv") in capsys.readouterr().err
+    rc, out = _run_cli(["data", "verify", "dbpedia", "--root", str(tmp_path)])  # (snips: the embedded copy)
+    assert rc == 1 and "missing" in out and str(tmp_path / "dbpedia" / "train.tsv") in capsys.readouterr().err
     rc, _ = _run_cli(["data", "fetch", "imagenet10", "--root", str(tmp_path)])
     assert rc == 2 and "no public download" in capsys.readouterr().err

@@ -88,7 +88,9 @@ def test_bad_inputs(tmp_path, fake):
 def test_encoder_substitution_and_offline_error(monkeypatch):
     assert E.encoder_substitution("all-MiniLM-L6-v2") is None
     assert E.encoder_substitution("sentence-transformers/all-MiniLM-L6-v2") is None
-    if E._locally_loadable("bert-base-uncased"):
+    from dcrepro import encoders
+
+    if encoders._locally_loadable("bert-base-uncased"):
         pytest.skip("bert-base-uncased is in the local Hugging Face cache here")
     assert E.encoder_substitution("bert-base-uncased") == \
         "all-MiniLM-L6-v2 substituted for bert-base-uncased (not available offline)"

@@ -339,3 +339,96 @@ def test_dac_finetune_path_trains_only_the_last_layer(monkeypatch):
     assert out["dac"].labels.shape == (len(data.splits["test"]),)
     changed = {n for n, p in tiny.named_parameters() if not torch.equal(p.detach(), before[n])}
     assert changed and all(n.startswith("encoder.layer.1.") for n in changed)
+
+
+# ---------------------------------------------------------------------------------------------------
+# readings of unstated details (issue 15) and health signals
+
+
+def test_pu_sigmoid_loss_is_bounded_and_reaches_negative_cosines():
+    s = torch.tensor([-0.9, -0.2, 0.3, 0.99, 1.0], requires_grad=True)
+    lp, ln, lu = binary_items(s, "sigmoid")
+    assert torch.allclose(lp, (1 - s) / 2) and torch.allclose(ln, (1 + s) / 2) and torch.equal(ln, lu)
+    assert float(lp.detach().min()) >= 0 and float(ln.detach().max()) <= 1
+    ln.sum().backward()
+    assert (s.grad == 0.5).all()  # every pair, S < 0 included, carries gradient
+    s_log = s.detach().clone().requires_grad_(True)
+    binary_items(s_log, "log")[1].sum().backward()
+    assert (s_log.grad[:2] == 0).all()  # the log reading: pairs with S < 0 get zero loss and zero gradient
+    probs = torch.softmax(torch.randn(4, 3), 1)
+    lp, ln, lu = multiclass_items(probs, torch.tensor([0, 1, 2, 0]), loss="sigmoid")
+    assert torch.allclose(lu, torch.full((4,), 1 / 3)) and torch.allclose(lp + ln, torch.ones(4))
+    with pytest.raises(ValueError, match=r"PU loss must be one of \['log', 'sigmoid'\]"):
+        binary_items(s, "hinge")
+
+
+def test_pu_base_scale_divides_sums_by_the_base_count():
+    s = torch.tensor([0.9, 0.85, 0.2, 0.5, 0.7])
+    items = binary_items(s)
+    pairs = PURegulariser(PUParams()).risk(s, *items, base_count=25)
+    base = PURegulariser(PUParams(scale="base")).risk(s, *items, base_count=25)
+    assert base.r_pos_p == pytest.approx(pairs.r_pos_p * 2 / 25, rel=1e-6)
+    assert base.r_neg_u == pytest.approx(pairs.r_neg_u * 3 / 25, rel=1e-6)
+    with pytest.raises(ValueError, match="base_count"):
+        PURegulariser(PUParams(scale="base")).risk(s, *items)
+    with pytest.raises(ValueError, match=r"\['pairs', 'base'\]"):
+        PUParams(scale="batch")
+
+
+def test_defit_share_counts_the_steps_of_the_nnpu_branch():
+    from dcrepro.methods.dac import pu_health
+
+    reg = PURegulariser(PUParams(threshold=0.8, prior=0.5))
+    # P chosen by thresholding the score the loss uses: pi * -log(1 - s) > 0.8 beats a small R-_u (audit, cause 1)
+    s_defit, s_normal = torch.tensor([0.95, 0.9, 0.1, 0.2, 0.05]), torch.tensor([0.81, 0.7, 0.75, 0.6, 0.79])
+    defit, normal = reg.risk(s_defit, *binary_items(s_defit)), reg.risk(s_normal, *binary_items(s_normal))
+    assert defit.defitting and not normal.defitting
+    history = [{"steps": 4, "pu_defitting_steps": 3 * defit.defitting + normal.defitting,
+                "pu_n_p": 3 * defit.n_p + normal.n_p, "pu_n_u": 3 * defit.n_u + normal.n_u}]
+    h = pu_health(history)
+    assert h["defit_share"] == 0.75
+    assert h["p_share"] == pytest.approx(7 / 20) and h["p_share"] + h["u_share"] == pytest.approx(1.0)
+
+
+def test_dac_pu_readings_run_and_explicit_defaults_equal_unset_fields(fake_embed):
+    data = _text_data()
+    fn = get_method("dac")
+    ctx = lambda: RunContext(seed=1, n_clusters=3, log=lambda m: None)  # noqa: E731
+    base = dict(_QUICK_DAC, pu=True)
+    plain = fn(data, base, ctx())["dac"]
+    explicit = fn(data, dict(base, pu_loss="log", pu_scale="pairs", pu_negative_branch="defit", pu_weight=1.0),
+                  ctx())["dac"]
+    assert np.array_equal(plain.labels, explicit.labels)
+    assert plain.info["history"] == explicit.info["history"]
+    m = plain.metrics
+    assert 0 <= m["defit_share"] <= 1 and m["p_share"] + m["u_share"] == pytest.approx(1.0)
+    for extra in ({"pu_loss": "sigmoid"}, {"pu_scale": "base"}, {"pu_weight": 0.01}):
+        row = fn(data, dict(base, **extra), ctx())["dac"]
+        assert row.info["history"] != plain.info["history"], extra
+        assert set(row.metrics) >= {"defit_share", "p_share", "u_share"}
+    # per-entry scale: sums over B^2 make R-_u (the many U pairs) outweigh pi R-_p (few P pairs)
+    assert fn(data, dict(base, pu_scale="base"), ctx())["dac"].metrics["defit_share"] <= m["defit_share"]
+    assert "defit_share" not in fn(data, dict(_QUICK_DAC), ctx())["dac"].metrics
+
+
+def test_deepdpm_pu_start_and_split_log_h():
+    x, y = _gmm(k=4, n_per=60)
+    data = Dataset("gmm", "features", x, y, 4, {"train": np.arange(len(y))})
+    params = dict(_GMM_SCHEDULE, max_epochs=16, init_k=1, pu=True)
+    fn = get_method("deepdpm")
+    ctx = lambda: RunContext(seed=2, n_clusters=4, log=lambda m: None)  # noqa: E731
+    early = fn(data, params, ctx())["deepdpm"]
+    late = fn(data, dict(params, pu_start="after_first_split_merge"), ctx())["deepdpm"]
+    steps_per_epoch = int(np.ceil(len(y) / params["batch_size"]))
+    assert early.info["pu_stats"]["steps"] == 15 * steps_per_epoch  # epochs 1..15
+    first = params["start_split_merge"] + params["split_merge_every"] + 1  # after the first merge proposal
+    assert late.info["pu_stats"]["steps"] == (16 - first) * steps_per_epoch
+    for row in (early, late):
+        assert 0 <= row.metrics["defit_share"] <= 1 and row.metrics["p_share"] + row.metrics["u_share"] == pytest.approx(1)
+    splits = early.info["split_log_h"]
+    assert splits and all(len(t) == 7 and isinstance(t[5], float) for t in splits)
+    assert len(splits) == sum(len(e["tests"]) for e in early.info["events"] if e["op"] == "split")
+    with pytest.raises(ValueError, match="fixed_k = false"):
+        DeepDPMParams(fixed_k=True, pu_start="after_first_split_merge")
+    with pytest.raises(ValueError, match=r"\['epoch1', 'after_first_split_merge'\]"):
+        DeepDPMParams(pu_start="epoch5")

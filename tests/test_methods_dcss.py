@@ -294,3 +294,30 @@ def test_dcss_quick_budget_on_real_mnist(tmp_path):
     out = run("dcss", data, params, ctx_for(tmp_path, k=10))
     assert set(out) == {"ae_kmeans", "dcssu", "dcss"}
     assert acc(data.y, out["ae_kmeans"].labels) > 0.3  # chance is 0.1 on 10 balanced classes
+
+
+# ---------------------------------------------------------------------------------------------- health
+def test_dcss_emits_sharpness_and_similar_pair_shares(dcss_run):
+    _, out = dcss_run
+    k, m = 3, TINY.get("m", 1.5)
+    for row in ("dcssu", "dcss"):
+        assert 1 / k ** (m - 1) <= out[row].metrics["sharpness"] <= 1.0
+    assert out["dcss"].metrics["sharpness"] == out["dcssu"].metrics["sharpness"]  # same AE and centres
+    info = out["dcss"].info
+    shares = info["mnet_similar_pair_share"]
+    assert len(shares) == TINY["mnet_epochs"] and info["mnet_u_epochs"] == TINY["t2"]
+    assert shares == [s / (3 * 100 ** 2) for s in info["mnet_pairs_similar"]]  # 3 batches of B^2 pairs
+    assert out["dcss"].metrics["similar_pair_share"] == shares[-1]
+    assert out["dcss"].metrics["similar_pair_share_u"] == pytest.approx(np.mean(shares[:TINY["t2"]]))
+
+
+def test_membership_sharpness_from_uniform_to_one_hot():
+    from dcrepro.methods.mnet import membership_sharpness
+
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    ident = torch.nn.Identity()
+    ident.encode = lambda x: x  # an "encoder" returning the inputs as codes
+    on_centres = membership_sharpness(ident, centres + 1e-3, centres, 1.5)
+    middle = membership_sharpness(ident, torch.tensor([[5.0, 5.0]]), centres, 1.5)  # equidistant from all three
+    assert on_centres == pytest.approx(1.0, abs=1e-4)
+    assert middle == pytest.approx(3 ** -0.5, rel=1e-4)  # K^(1 - m)

@@ -123,3 +123,21 @@ def test_published_defaults():
     assert (idec.idec_gamma, idec.optimizer, idec.lr) == (0.1, "adam", 1e-3)
     assert (dcn.dcn_lambda, dkm.dkm_lambda, dkm.alpha_value, dkm.epochs_per_alpha) == (0.05, 1.0, 1000.0, 5)
     assert all(p.arch == "mlp" and p.pretrain_batch_size == 256 for p in (dec, idec, dcn, dkm))
+
+
+def test_update_interval_rule_scales_with_the_subset(shared_cache):
+    from dcrepro.methods.dec import DECParams, effective_update_interval
+
+    full = feature_blobs()
+    sub = full.subset(np.arange(0, 300, 3))  # 100 of 300 samples
+    p = DECParams(update_interval=30)
+    assert effective_update_interval(p, sub) == 30  # 'fixed' (default): the published count
+    p.update_interval_rule = "subset_scaled"
+    assert effective_update_interval(p, sub) == 10 and effective_update_interval(p, full) == 30
+    params = {**AE, **TINY["dec"], "update_interval": 60, "tol": 0.0, "with_mnet": False}  # tol 0: no early stop
+    fixed = run("dec", sub, params, ctx_for(shared_cache))["dec"].info
+    scaled = run("dec", sub, {**params, "update_interval_rule": "subset_scaled"}, ctx_for(shared_cache))["dec"].info
+    assert fixed["update_interval_used"] == 60 and scaled["update_interval_used"] == 20
+    assert len(scaled["loss"]) > len(fixed["loss"])  # more target updates in the same iterations
+    with pytest.raises(ValueError, match=r"\['fixed', 'subset_scaled'\]"):
+        run("dec", sub, {**params, "update_interval_rule": "per_epoch"}, ctx_for(shared_cache))

@@ -113,7 +113,7 @@ def test_bad_params_name_the_valid_choices(tmp_path):
     data = _corpus(5)
     with pytest.raises(ValueError, match="valid parameters"):
         get_method("bow_kmeans")(data, {"n_clusters": 3}, _ctx(tmp_path))
-    with pytest.raises(ValueError, match=r"\['sample', 'argmax', 'soft'\]"):
+    with pytest.raises(ValueError, match=r"\['sample', 'sample_o', 'argmax', 'soft'\]"):
         get_method("deccrl")(data, {**QUICK_CRL, "crl_mode": "mixture"}, _ctx(tmp_path), embed_fn=FakeEmbed())
     with pytest.raises(ValueError, match=r"\['ntxent', 'printed'\]"):
         get_method("sccl")(data, {**QUICK, "contrastive": "infonce"}, _ctx(tmp_path), embed_fn=FakeEmbed())
@@ -291,3 +291,72 @@ def test_embed_all_in_length_order_gives_each_texts_own_embedding():
     np.testing.assert_allclose(h, one_by_one, atol=1e-5)
     with pytest.raises(ValueError, match="holds 4 texts"):
         model.embed_all(3, 2, "cpu")
+
+
+# ------------------------------------------------------------------ readings and health (issue 15)
+def _run_deccrl(tmp_path, **extra):
+    return get_method("deccrl")(_corpus(), {**QUICK_CRL, **extra}, _ctx(tmp_path), embed_fn=FakeEmbed())
+
+
+def test_deccrl_health_signals_and_the_label_free_lambda_rule(tmp_path):
+    fixed = _run_deccrl(tmp_path)["deccrl"]
+    auto = _run_deccrl(tmp_path, lambda_r="auto")["deccrl"]
+    for row in (fixed, auto):
+        m = row.metrics
+        assert m["centroid_drift"] > 0 and m["final_l_cluster"] >= 0 and m["grad_ratio_step1"] > 0
+    # 'auto' balances the two gradients on the centroids at step 1 ...
+    lam = auto.info["lambda_r_used"]
+    assert lam > 0 and auto.metrics["grad_ratio_step1"] == pytest.approx(1.0, rel=1e-4)
+    # ... measured on the same first batch as the fixed weight's ratio: ratio(0.01) = 0.01 / lambda_auto
+    assert fixed.metrics["grad_ratio_step1"] == pytest.approx(0.01 / lam, rel=1e-3)
+    assert fixed.info["lambda_r_used"] == 0.01
+    wo = _run_deccrl(tmp_path, lambda_r=0.0)["deccrl"].metrics
+    assert "grad_ratio_step1" not in wo and wo["centroid_drift"] > 0
+    with pytest.raises(ValueError, match="'auto'"):
+        _run_deccrl(tmp_path, lambda_r="tuned")
+
+
+def test_deccrl_assignment_and_lsr_target_options(tmp_path):
+    hist = lambda out: out["deccrl"].info["history"]  # noqa: E731
+    base = _run_deccrl(tmp_path, log_every=1)
+    assert hist(_run_deccrl(tmp_path, log_every=1, crl_mode="argmax")) == hist(base)  # explicit default = unset
+    assert hist(_run_deccrl(tmp_path, log_every=1, crl_mode="sample_o")) != hist(base)
+    lsr = dict(lambda_r=0.0, lsr=True, log_every=1)
+    through, detached = _run_deccrl(tmp_path, **lsr), _run_deccrl(tmp_path, **lsr, lsr_detach_target=True)
+    assert hist(through)[0] == hist(detached)[0]  # same first step (the losses are read before the update)
+    assert hist(through)[-1] != hist(detached)[-1]
+    assert detached["deccrl"].metrics["grad_ratio_step1"] == 0.0  # the LSR does not reach the centroids
+
+
+def test_reconstruction_sample_o_draws_from_o_and_takes_a_generator():
+    import scipy.sparse as sp
+
+    bow = BowBatch.from_csr(sp.csr_matrix(np.ones((2000, 1))))
+    log_theta = torch.zeros(2000, 1)
+    log_beta = torch.log(torch.tensor([[[1.0]], [[0.5]]]))  # two clusters: p(word) = 1 or 0.5
+    q = torch.tensor([[0.9, 0.1]]).repeat(2000, 1)
+    nll = reconstruction_nll(bow, log_theta, log_beta, q, "sample_o", torch.Generator().manual_seed(0))
+    share_second = float((nll > 0).float().mean())  # texts reconstructed by cluster 2 have nll = log 2
+    assert 0.07 < share_second < 0.13
+    again = reconstruction_nll(bow, log_theta, log_beta, q, "sample_o", torch.Generator().manual_seed(0))
+    assert torch.equal(nll, again)
+    soft_share = float((reconstruction_nll(bow, log_theta, log_beta, q, "sample") > 0).float().mean())
+    assert 0.25 < soft_share < 0.45  # softmax([0.9, 0.1]) = [0.69, 0.31]: the nearly uniform literal reading
+
+
+def test_per_module_streams_make_the_arms_share_batches_and_init(tmp_path):
+    """Under 'per_module' the CRL's extra draws leave the shared parts' randomness alone: the first step's
+    contrastive loss (same init, same batch) is the same with and without the CRL; under 'global' it is not."""
+    first = lambda out: out["deccrl"].info["history"][0]["contrastive"]  # noqa: E731
+    for streams, same in (("per_module", True), ("global", False)):
+        kw = dict(log_every=1, max_iter=2, rng_streams=streams)
+        assert (first(_run_deccrl(tmp_path, **kw)) == first(_run_deccrl(tmp_path, lambda_r=0.0, **kw))) is same, streams
+    with pytest.raises(ValueError, match=r"\['global', 'per_module'\]"):
+        _run_deccrl(tmp_path, rng_streams="local")
+
+
+def test_centroid_group_own_at_the_same_lr_is_the_same_computation(tmp_path):
+    run = lambda **kw: get_method("sccl")(_corpus(), {**QUICK, **kw}, _ctx(tmp_path), embed_fn=FakeEmbed())["sccl"]  # noqa: E731
+    shared, own = run(), run(centroid_group="own")
+    assert np.array_equal(shared.labels, own.labels) and shared.info["history"] == own.info["history"]
+    assert run(centroid_group="own", centroid_lr=0.05).info["history"] != shared.info["history"]

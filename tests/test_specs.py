@@ -74,8 +74,8 @@ def test_figure_runs_need_only_the_outputs_they_plot(paper):
     spec = load_spec(paper)
     for fid, fig in spec.figures.items():
         items = plan_figure(paper, fid, "quick", seeds=1)
-        assert items and all(set(it.outputs) == set(fig["outputs"]) for it in items), fid
-        assert set(fig["outputs"]) <= set(spec.job(fig["job"]).get("outputs", [fig["job"]])), fid
+        assert items and all(set(it.outputs) == set(fig.outputs) for it in items), fid
+        assert set(fig.outputs) <= set(spec.job(fig.job).get("outputs", [fig.job])), fid
 
 
 def test_a_phase1_only_sweep_point_runs_and_is_stored(tmp_path):

@@ -8,6 +8,7 @@ so ``dcrepro backbone`` trains them (on a GPU) and writes the features under
 Modules: ``resnet`` (ResNet-18/34 with CIFAR / STL / ImageNet stems; own code, no torchvision),
 ``augment`` (kornia batched SimCLR / MoCo-v2 augmentations), ``train`` (shared loop, LARS / SGD,
 warm-up + cosine), ``simclr`` (NT-Xent, projection head), ``moco`` (MoCo-v2 with queue and momentum
-encoder), ``features`` (batched encoding, atomic writes), ``cli`` (``dcrepro backbone``).
+encoder), ``features`` (batched encoding, atomic writes), ``views`` (cached features of a pool of weak and
+strong views for RPSC / SPICE / SCAN), ``cli`` (``dcrepro backbone``).
 Nothing is imported here, so ``import dcrepro.backbones`` costs nothing.
 """

@@ -18,6 +18,7 @@ import sys
 from dataclasses import asdict
 
 from ..data.feature_sets import FEATURE_SPACES, split_feature_name
+from ..errors import choice_error
 
 __all__ = ["METHODS", "register", "run_backbone", "main"]
 
@@ -31,7 +32,7 @@ def _params_cls(method: str):
     if method == "moco":
         from .moco import MoCoParams
         return MoCoParams
-    raise ValueError(f"unknown backbone method {method!r}; valid methods: {list(METHODS)}")
+    raise choice_error("backbone method", method, list(METHODS))
 
 
 def _build(method: str, p, side: int, mean, std):

@@ -16,7 +16,7 @@ from typing import Callable, Mapping
 
 from .dataset import DataNotAvailable
 from .feature_sets import FEATURE_SPACES, list_feature_sets, make_command, split_feature_name
-from .registry import REGISTRY, _root, dataset_status, get_spec, load_dataset, resolve_name
+from .registry import EMBEDDED_SOURCE, REGISTRY, _root, dataset_status, get_spec, load_dataset, resolve_name
 
 __all__ = ["register", "list_rows", "verify_rows", "format_rows", "missing_instructions", "fetch"]
 
@@ -60,8 +60,8 @@ def list_rows(root=None, tables: TableMap = None, *, count: bool = True, hashes:
     Returns
     -------
     list of dict
-        Keys: name, display_name, modality, status, checked, samples, expected_samples, classes,
-        expected_classes, size_mib, tables, note.
+        Keys: name, display_name, modality, status, checked, source ('data root' | 'embedded copy'),
+        samples, expected_samples, classes, expected_classes, size_mib, tables, note.
     """
     table_map = _tables(tables)
     rows = []
@@ -80,7 +80,8 @@ def list_rows(root=None, tables: TableMap = None, *, count: bool = True, hashes:
             if note is None and samples != spec.n_samples:
                 note = f"expected {spec.n_samples:,} samples"
         rows.append({"name": name, "display_name": display, "modality": modality,
-                     "status": st["status"], "checked": st["checked"], "samples": samples,
+                     "status": st["status"], "checked": st["checked"], "source": st.get("source", "data root"),
+                     "samples": samples,
                      "expected_samples": spec.n_samples, "classes": classes, "expected_classes": spec.n_classes,
                      "size_mib": st["bytes"] / 2**20 if st["status"] != "missing" else None,
                      "tables": list(table_map.get(name, [])), "note": note})
@@ -116,6 +117,8 @@ def format_rows(rows: list[dict], fmt: str = "simple") -> str:
     body = []
     for r in rows:
         status = r["status"] if r["status"] != "present" else f"present ({r['checked']})"
+        if r.get("source") == EMBEDDED_SOURCE:
+            status += f", {EMBEDDED_SOURCE}"
         line = [r["name"], r["display_name"], r["modality"], status,
                 _fmt_int(r["samples"]) if r["samples"] is not None else f"({r['expected_samples']:,})",
                 _fmt_int(r["classes"]) if r["classes"] is not None else f"({r['expected_classes']})",
@@ -165,6 +168,10 @@ def _cmd_list(args, tables: TableMap) -> int:
     rows = list_rows(args.root, tables, count=not args.fast, hashes=not args.fast)
     print(f"data root: {_root(args.root)}")
     print(format_rows(rows, args.format))
+    embedded = [r["name"] for r in rows if r.get("source") == EMBEDDED_SOURCE]
+    if embedded:
+        print(f"\n{', '.join(embedded)}: not under the data root; read from the {EMBEDDED_SOURCE} shipped in the "
+              "package (byte-identical to the registered files: the same data).")
     extra = missing_instructions(rows, args.root)
     if extra:
         print("\n" + extra)

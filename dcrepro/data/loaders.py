@@ -131,8 +131,9 @@ def load_stl10(spec, root: Path) -> Dataset:
 
 
 def _decode_cache_dir() -> Path:
-    base = os.environ.get("DCREPRO_CACHE") or "~/.cache/dcrepro"
-    return Path(base).expanduser() / "decoded"
+    from ..paths import cache_root
+
+    return cache_root() / "decoded"
 
 
 def _read_folder_cached(name: str, folder: Path, classes: list[str], image_size: int | None,

@@ -9,25 +9,31 @@ and the fetcher (:mod:`dcrepro.data.fetch`). Names of the form ``<image set>@<sp
 (``cifar10@simclr_h``) are backbone feature sets: the public functions hand them to
 :mod:`dcrepro.data.feature_sets`.
 
+Embedded copies: USPS, SNIPS and AgNews (5 MiB together) also ship inside the package under
+``dcrepro/data/embedded/<name>/`` with their PROVENANCE.txt; a root that holds none of a set's files reads
+that copy (:func:`dataset_status` reports ``source`` 'embedded copy'), so a fresh install has real data.
+
 Checksums: sha256 from the ``PROVENANCE.txt`` of ``shared/data`` for the sets placed there; for the
 colour sets, which are not, the md5 values that torchvision checks (the only published ones).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
-import os
 import pickle
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..errors import choice_error
 from . import classes as C
 from .dataset import ChecksumMismatch, DataNotAvailable, Dataset
 from .loaders import LOADERS
 
 __all__ = ["FileSpec", "ArchiveSpec", "DatasetSpec", "REGISTRY", "data_root", "get_spec", "list_datasets",
-           "list_feature_sets", "resolve_name", "is_available", "load_dataset", "dataset_status", "file_digest"]
+           "list_feature_sets", "resolve_name", "display_name", "is_available", "load_dataset", "dataset_status", "file_digest",
+           "integrity_error", "EMBEDDED", "EMBEDDED_ROOT"]
 
 _GH = "https://raw.githubusercontent.com/{repo}/{commit}/{path}"
 _CDAC = ("thuiar/CDAC-plus", "0c1cd4cfaee3071f8f53d1df14cadebb2f54016d")
@@ -259,8 +265,15 @@ def resolve_name(name: str) -> str:
         return resolve_feature_name(name)
     key = _ALIASES.get(_norm(str(name)))
     if key is None:
-        raise ValueError(f"unknown data set {name!r}; valid data sets: {', '.join(REGISTRY)}")
+        raise choice_error("data set", name, list(REGISTRY))
     return key
+
+
+def display_name(ds: str) -> str:
+    """How tables and reports name a data set: the registry's display name (feature sets: ``CIFAR-10 (simclr_h)``);
+    a name the registry does not know (tests' toy sets) is shown as is."""
+    base, _, setting = ds.partition("@")
+    return (REGISTRY[base].display_name if base in REGISTRY else base) + (f" ({setting})" if setting else "")
 
 
 def get_spec(name: str) -> DatasetSpec:
@@ -273,8 +286,10 @@ def get_spec(name: str) -> DatasetSpec:
 
 
 def data_root() -> Path:
-    """The data root: ``$DCREPRO_DATA`` if set, else ``~/.cache/dcrepro`` (absolute path)."""
-    return Path(os.environ.get("DCREPRO_DATA") or "~/.cache/dcrepro").expanduser().resolve()
+    """The data root (:func:`dcrepro.paths.data_root`: ``$DCREPRO_DATA``, else ``~/.cache/dcrepro``)."""
+    from ..paths import data_root as _data_root
+
+    return _data_root()
 
 
 def _root(root) -> Path:
@@ -305,7 +320,24 @@ def _check_file(f: FileSpec, root: Path, hashes: bool) -> str:
     return "unverified"
 
 
-def dataset_status(name: str, root=None, *, hashes: bool = True) -> dict:
+EMBEDDED_ROOT = Path(__file__).resolve().parent / "embedded"
+"""Small data sets shipped inside the package (files byte-identical to the registry's, with their
+PROVENANCE.txt), laid out like a data root. Used for a set the data root lacks entirely, so a fresh
+install runs real work with nothing configured."""
+EMBEDDED = ("usps", "snips", "agnews")
+EMBEDDED_SOURCE = "embedded copy"
+
+
+def _source(spec: DatasetSpec, root: Path, embedded: bool = True) -> tuple[Path, str]:
+    """(root to read ``spec`` from, 'data root' | 'embedded copy'): the embedded copy when ``root`` holds
+    none of the set's files (a partial or corrupt copy in the root is reported, never replaced)."""
+    if (embedded and spec.name in EMBEDDED and all(_check_file(f, root, False) == "missing" for f in spec.files)
+            and all((EMBEDDED_ROOT / f.path).is_file() for f in spec.files)):
+        return EMBEDDED_ROOT, EMBEDDED_SOURCE
+    return root, "data root"
+
+
+def dataset_status(name: str, root=None, *, hashes: bool = True, embedded: bool = True) -> dict:
     """Check a data set's files without loading it.
 
     Returns
@@ -313,13 +345,16 @@ def dataset_status(name: str, root=None, *, hashes: bool = True) -> dict:
     dict
         ``status``: 'present' | 'missing' | 'checksum mismatch'; ``checked``: what 'present' rests on
         ('sha256', 'md5', 'no checksum' for folders / files without a published one, 'not hashed');
-        ``files``: {relative path: state}; ``root``; ``bytes`` (of the files present).
+        ``files``: {relative path: state}; ``root`` (the package's embedded folder when ``source`` is
+        'embedded copy'); ``source``: 'data root' | 'embedded copy' (``embedded=False``: the root only);
+        ``bytes`` (of the files present).
     """
     if "@" in str(name):
         from .feature_sets import feature_status
 
         return feature_status(name, root, hashes=hashes)
-    spec, root = get_spec(name), _root(root)
+    spec = get_spec(name)
+    root, source = _source(spec, _root(root), embedded)
     states = {f.path: _check_file(f, root, hashes) for f in spec.files}
     values = set(states.values())
     if "missing" in values:
@@ -337,7 +372,27 @@ def dataset_status(name: str, root=None, *, hashes: bool = True) -> dict:
     size = sum((root / f.path).stat().st_size for f in spec.files
                if not f.is_dir and (root / f.path).is_file())
     return {"name": spec.name, "status": status, "checked": checked, "files": states, "root": str(root),
-            "bytes": size}
+            "source": source, "bytes": size}
+
+
+@functools.cache
+def _integrity(name: str, root: str) -> str | None:
+    st = dataset_status(name, root, hashes=True)
+    bad = [(p, s) for p, s in st["files"].items() if s not in ("ok", "unverified", "missing")]
+    if st["status"] != "checksum mismatch" or not bad:
+        return None
+    spec = get_spec(name)
+    files = ", ".join(f"{Path(st['root']) / p} ({s})" for p, s in bad)
+    return (f"data set {spec.display_name} ({spec.name}) is corrupt or a different version: {files}; "
+            f"nothing was run (`dcrepro data verify {spec.name}` shows the details)")
+
+
+def integrity_error(name: str, root=None) -> str | None:
+    """One-line message when a present data set's files fail their size or checksum check, else None
+    (also for a missing or unregistered set). Hashes once per (data set, root) per process."""
+    if "@" in str(name) or _norm(str(name)) not in _ALIASES:
+        return None
+    return _integrity(resolve_name(name), str(_root(root)))
 
 
 def is_available(name: str, root=None) -> bool:
@@ -346,7 +401,8 @@ def is_available(name: str, root=None) -> bool:
         from .feature_sets import is_feature_available
 
         return is_feature_available(name, root)
-    spec, root = get_spec(name), _root(root)
+    spec = get_spec(name)
+    root, _ = _source(spec, _root(root))
     return all(_check_file(f, root, hashes=False) != "missing" for f in spec.files)
 
 
@@ -420,7 +476,8 @@ def load_dataset(name: str, root=None, *, verify: bool = False, image_size: int 
         if image_size is not None:
             raise ValueError(f"image_size does not apply to feature set {name!r}")
         return load_feature_set(name, root)
-    spec, root = get_spec(name), _root(root)
+    spec = get_spec(name)
+    root, source = _source(spec, _root(root))
     kwargs = {}
     if image_size is not None:
         if spec.name not in _RESIZABLE:
@@ -442,4 +499,7 @@ def load_dataset(name: str, root=None, *, verify: bool = False, image_size: int 
                  "files": [f.path for f in spec.files], "sha256_verified": bool(verify),
                  "checksum_states": states if verify else None, "expected_samples": spec.n_samples,
                  "splits_protocol": spec.splits, **data.meta}
+    if source == EMBEDDED_SOURCE:
+        data.meta["data_source"] = (f"{EMBEDDED_SOURCE} of {spec.name} shipped in the dcrepro package (the data "
+                                    "root lacks it; files byte-identical to the registry's, same data)")
     return data

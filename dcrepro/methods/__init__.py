@@ -19,6 +19,7 @@ trained twice. The runner computes ACC/NMI/ARI from ``RowOutput.labels``; extra 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["RunContext", "RowOutput", "register_method", "get_method", "list_methods", "params_from_dict"]
+from ..errors import UnknownNameError, choice_error
+from ..paths import cache_root
+
+__all__ = ["RunContext", "RowOutput", "register_method", "get_method", "list_methods", "method_params", "params_from_dict"]
 
 
 @dataclass
@@ -41,7 +45,7 @@ class RunContext:
     """torch device string, 'cpu' or 'cuda'."""
     budget: str = "quick"
     """'quick', 'reduced' or 'full' (informational: the params already hold the budget's values)."""
-    cache_dir: Path = Path("results/cache")
+    cache_dir: Path = field(default_factory=cache_root)
     """Where a method may cache expensive, seed-independent artefacts (embeddings, features)."""
     labels_for_selection: np.ndarray | None = None
     """Ground-truth labels, given ONLY when the spec sets ``select_by_labels = true`` (the official
@@ -66,44 +70,42 @@ class RowOutput:
 
 MethodFn = Callable[[Any, dict, RunContext], "dict[str, RowOutput]"]
 _REGISTRY: dict[str, MethodFn] = {}
-
-# Modules that register methods when imported. Importing lazily keeps `dcrepro list` fast and lets a
-# method with an optional dependency fail only when it is used.
-_METHOD_MODULES = [
-    "dcrepro.methods.kmeans",
-    "dcrepro.methods.dcss",
-    "dcrepro.methods.dec",
-    "dcrepro.methods.idec",
-    "dcrepro.methods.dcn",
-    "dcrepro.methods.dkm",
-    "dcrepro.methods.mnet_features",
-    "dcrepro.methods.text_baselines",
-    "dcrepro.methods.sccl",
-    "dcrepro.methods.deccrl",
-    "dcrepro.methods.dac",
-    "dcrepro.methods.deepdpm",
-]
+_PARAMS: dict[str, type] = {}
+_BROKEN: dict[str, str] = {}  # module -> why it could not be imported (an optional dependency missing)
 
 
-def register_method(name: str) -> Callable[[MethodFn], MethodFn]:
-    """Decorator: register ``fn(data, params, ctx) -> {output: RowOutput}`` under ``name``."""
+def register_method(name: str, params: type | None = None) -> Callable[[MethodFn], MethodFn]:
+    """Decorator: register ``fn(data, params, ctx) -> {output: RowOutput}`` under ``name``.
+
+    ``params`` is the method's hyper-parameter dataclass: specs are checked against its fields when they load
+    (an unknown parameter is a load error naming the valid ones), and :func:`params_from_dict` builds it.
+    Modules of this package are found without a list: every public module is imported on first lookup."""
 
     def deco(fn: MethodFn) -> MethodFn:
         if name in _REGISTRY and _REGISTRY[name] is not fn:
             raise ValueError(f"method {name!r} registered twice")
         _REGISTRY[name] = fn
+        if params is not None:
+            _PARAMS[name] = params
         return fn
 
     return deco
 
 
+@functools.lru_cache(maxsize=1)
 def _import_all() -> None:
-    for mod in _METHOD_MODULES:
+    import pkgutil
+
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):
+            continue
+        mod = f"{__name__}.{info.name}"
         try:
             importlib.import_module(mod)
-        except ModuleNotFoundError as e:  # a module not written yet, or an optional dependency
-            if e.name != mod:
+        except ModuleNotFoundError as e:  # an optional dependency: the method fails only when it is used
+            if e.name and e.name.startswith("dcrepro"):
                 raise
+            _BROKEN[mod] = f"{mod} needs {e.name!r} ({e})"
 
 
 def list_methods() -> list[str]:
@@ -115,8 +117,16 @@ def get_method(name: str) -> MethodFn:
     if name not in _REGISTRY:
         _import_all()
     if name not in _REGISTRY:
-        raise KeyError(f"unknown method {name!r}; valid methods: {', '.join(sorted(_REGISTRY))}")
+        broken = f" (not importable here: {'; '.join(_BROKEN.values())})" if _BROKEN else ""
+        raise choice_error("method", name, sorted(_REGISTRY)) if not broken else \
+            UnknownNameError(f"unknown method {name!r}; valid methods: {', '.join(sorted(_REGISTRY))}{broken}")
     return _REGISTRY[name]
+
+
+def method_params(name: str) -> type | None:
+    """The hyper-parameter dataclass ``name`` registered (None if it registered none)."""
+    get_method(name)
+    return _PARAMS.get(name)
 
 
 def params_from_dict(cls: type, params: dict, where: str = "") -> Any:

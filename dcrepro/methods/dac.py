@@ -45,7 +45,7 @@ from dcrepro.seeding import seed_everything
 from . import RowOutput, RunContext, params_from_dict, register_method
 from .pu import PUFields, PURegulariser, binary_items
 
-__all__ = ["DACParams", "dac_loss", "pair_items", "run_dac", "load_text_embeddings", "bert_adam"]
+__all__ = ["DACParams", "dac_loss", "pair_items", "pu_health", "run_dac", "load_text_embeddings", "bert_adam"]
 
 VARIANTS = ("dac", "dac_km", "dac_dec")
 EPS = 1e-10
@@ -140,24 +140,10 @@ def load_text_embeddings(texts: np.ndarray, encoder: str, dataset: str) -> np.nd
 
 
 def _load_finetune_encoder(encoder: str):
-    """(tokenizer, Hugging Face model, name prefix of its last layer) for fine-tuning."""
-    import os
-    from pathlib import Path
+    """(tokenizer, Hugging Face model, name prefix of its last layer) (see :func:`dcrepro.encoders.finetune_encoder`)."""
+    from ..encoders import finetune_encoder
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from transformers import AutoModel, AutoTokenizer
-
-    if encoder in ("all-MiniLM-L6-v2", "minilm"):
-        from ..data.embed import minilm_dir
-
-        path = minilm_dir()
-    elif Path(encoder).is_dir():
-        path = Path(encoder)
-    else:
-        raise ValueError(f"encoder must be 'all-MiniLM-L6-v2' or a local model folder; got {encoder!r}")
-    model = AutoModel.from_pretrained(str(path))
-    return AutoTokenizer.from_pretrained(str(path)), model, f"encoder.layer.{model.config.num_hidden_layers - 1}."
+    return finetune_encoder(encoder)
 
 
 def bert_adam(net: nn.Module, lr: float, warmup: float, t_total: int, weight_decay: float, exclude=()):
@@ -198,16 +184,17 @@ def dac_loss(logits: torch.Tensor, u: float, l: float) -> tuple[torch.Tensor, to
     return pos_ent.mean() + neg_ent.mean() + (u - l), sim
 
 
-def pair_items(sim: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def pair_items(sim: torch.Tensor, loss: str = "log") -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """DCGLU items of DAC: the off-diagonal ordered pairs (i != j) of a (B, B) similarity matrix.
 
-    Returns the confidences (= S_ij) and the binary per-pair losses of :func:`pu.binary_items`. The
-    diagonal is left out: S_ii = 1 would put -log(1e-10) = 23 into R-_p (notes pitfall 5).
+    Returns the confidences (= S_ij) and the binary per-pair losses of :func:`pu.binary_items` (``loss``
+    'log' or 'sigmoid'). The diagonal is left out: S_ii = 1 would put -log(1e-10) = 23 into R-_p (notes
+    pitfall 5).
     """
     b = sim.shape[0]
     off = ~torch.eye(b, dtype=torch.bool, device=sim.device)
     s = sim[off]
-    return s, binary_items(s)
+    return s, binary_items(s, loss)
 
 
 class _DACNet(nn.Module):
@@ -289,24 +276,26 @@ def _train_dac(net, inputs, train_idx, p: DACParams, reg: PURegulariser | None, 
     for epoch in range(p.max_epochs):
         net.train()
         order = train_idx[torch.randperm(len(train_idx), generator=gen).numpy()]
-        tot, tot_pu, n_def = 0.0, 0.0, 0
+        tot, tot_pu, n_def, n_p, n_u = 0.0, 0.0, 0, 0, 0
         for s in range(steps_per_epoch):
             logits = net(inputs.take(order[s * p.batch_size:(s + 1) * p.batch_size]))
             loss, sim = dac_loss(logits, u, l)
             if reg is not None:
                 with reg.timer:
-                    conf, items = pair_items(sim)
-                    term = reg.risk(conf, *items)
+                    conf, items = pair_items(sim, reg.params.loss)
+                    term = reg.risk(conf, *items, base_count=sim.numel())  # DAC averages over all B^2 entries
                 loss = loss + term.objective
                 tot_pu += term.risk
                 n_def += term.defitting
+                n_p, n_u = n_p + term.n_p, n_u + term.n_u
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             tot += float(loss.detach())
         history.append({"epoch": epoch, "u": round(u, 4), "l": round(l, 4), "loss": tot / steps_per_epoch,
-                        "pu_risk": tot_pu / steps_per_epoch, "pu_defitting_steps": n_def})
+                        "pu_risk": tot_pu / steps_per_epoch, "pu_defitting_steps": n_def, "steps": steps_per_epoch,
+                        "pu_n_p": n_p, "pu_n_u": n_u})
         eta += p.eta_step
         u, l = p.u0 - eta, p.l0 + p.l_slope * eta
         if u < l:
@@ -358,7 +347,16 @@ def _dec_stage(net, inputs, train_idx, p: DACParams, y_train, log) -> dict:
     return {"dec_epochs": epochs, "dec_stop": stop, "dec_best_train_nmi": best if best >= 0 else None}
 
 
-@register_method("dac")
+def pu_health(history: list[dict]) -> dict[str, float]:
+    """DCGLU health of the DAC stage: ``defit_share`` (share of steps on which R-_u - pi_p R-_p < 0, i.e.
+    the nnPU branch was active), ``p_share`` / ``u_share`` (share of all scored pairs in P / in U)."""
+    steps = sum(h["steps"] for h in history)
+    n_p, n_u = sum(h["pu_n_p"] for h in history), sum(h["pu_n_u"] for h in history)
+    return {"defit_share": sum(h["pu_defitting_steps"] for h in history) / max(steps, 1),
+            "p_share": n_p / max(n_p + n_u, 1), "u_share": n_u / max(n_p + n_u, 1)}
+
+
+@register_method("dac", params=DACParams)
 def run_dac(data, params: dict, ctx: RunContext) -> dict[str, RowOutput]:
     """Train DAC (optionally + DCGLU, + KM, + DEC) on ``train`` and predict ``test``.
 
@@ -391,10 +389,12 @@ def _run_dac(data, params: dict, ctx: RunContext) -> dict[str, RowOutput]:
     history = _train_dac(net, inputs, train_idx, p, reg, gen, ctx.log)
     pu_s = reg.timer.seconds if reg is not None else 0.0
     info = {"params": asdict(p), "dac_epochs": len(history), "history": history, "embed_time_s": embed_s}
+    health = pu_health(history) if reg is not None else {}
 
     def row(labels, stage_info=None) -> RowOutput:
         elapsed = time.perf_counter() - t_start
-        metrics = {"time_s": elapsed, "pu_time_s": pu_s, "time_ratio": pu_s / elapsed, "embed_time_s": embed_s}
+        metrics = {"time_s": elapsed, "pu_time_s": pu_s, "time_ratio": pu_s / elapsed, "embed_time_s": embed_s,
+                   **health}
         return RowOutput(labels=labels, eval_index=eval_idx, metrics=metrics, info=info | (stage_info or {}))
 
     test_logits = _logits(net, inputs, eval_idx, p.batch_size)

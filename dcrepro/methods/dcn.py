@@ -90,7 +90,7 @@ def fit_dcn(ae: nn.Module, X: torch.Tensor, centres0: np.ndarray, assign0: np.nd
     return labels, centres, hist
 
 
-@register_method("dcn")
+@register_method("dcn", params=DCNParams)
 def run_dcn(data, params: dict, ctx: RunContext) -> dict[str, RowOutput]:
     """DCN on ``data``; outputs ``dcn`` and (unless ``with_mnet`` is false) ``dcn_mnet``."""
     p = params_from_dict(DCNParams, params, "dcn")

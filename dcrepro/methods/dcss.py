@@ -25,7 +25,8 @@ from ..seeding import derive_seed
 from . import RowOutput, RunContext, params_from_dict, register_method
 from .autoencoders import (AEParams, batches, encode, labels_score, pretrained_start,
                            selection_labels, sq_dist)
-from .mnet import MNetParams, check_mnet_params, fuzzy_memberships, train_mnet, update_centres
+from .mnet import (MNetParams, check_mnet_params, fuzzy_memberships, membership_sharpness, mnet_health, train_mnet,
+                   update_centres)
 
 __all__ = ["DCSSParams", "run_dcss", "PHASE1_MODES"]
 
@@ -51,6 +52,9 @@ class DCSSParams(MNetParams, AEParams):
     phase1_mode: str = "successive"
     """'successive' (DCSSu: K optimiser steps per batch, one per cluster loss) or 'aggregated' (DCSSagg,
     Table 2: one step on the summed losses per batch, K× the epochs so the step counts match)."""
+
+    def __post_init__(self) -> None:
+        _check(self)
 
 
 def _check(p: DCSSParams) -> None:
@@ -132,11 +136,10 @@ def _phase1(ae, X: torch.Tensor, centres: torch.Tensor, p: DCSSParams, ctx: RunC
     return centres, hist
 
 
-@register_method("dcss")
+@register_method("dcss", params=DCSSParams)
 def run_dcss(data, params: dict, ctx: RunContext) -> dict[str, RowOutput]:
     """Run DCSS phases 0, 1 (and 2) on ``data``; see the module docstring for the outputs."""
     p = params_from_dict(DCSSParams, params, "dcss")
-    _check(p)
     sel = selection_labels(p, ctx)
     t0 = time.perf_counter()
     X, ae, ae_info, km = pretrained_start(data, p, ctx)
@@ -156,11 +159,13 @@ def run_dcss(data, params: dict, ctx: RunContext) -> dict[str, RowOutput]:
     t_p1 = time.perf_counter() - t1
     row1 = "dcssagg" if p.phase1_mode == "aggregated" else "dcssu"
     out[row1] = RowOutput(labels=u_labels.astype(np.int64),
-                          metrics={"time_s": t_ae + t_p1, "time_phase1_s": t_p1},
+                          metrics={"time_s": t_ae + t_p1, "time_phase1_s": t_p1,
+                                   "sharpness": membership_sharpness(ae, X, centres, p.m, ctx.device)},
                           info={**common, **h1, "phase1_mode": p.phase1_mode})
     if p.with_mnet:
         q_labels, h2 = train_mnet(ae, X, centres, ctx.n_clusters, p, ctx.seed, ctx.device, ctx.log)
         out["dcss"] = RowOutput(labels=q_labels.astype(np.int64),
-                                metrics={"time_s": t_ae + t_p1 + h2["time_mnet_s"], "time_phase2_s": h2["time_mnet_s"]},
+                                metrics={"time_s": t_ae + t_p1 + h2["time_mnet_s"], "time_phase2_s": h2["time_mnet_s"],
+                                         **mnet_health(h2)},
                                 info={**common, **h2, "phase1_mode": p.phase1_mode})
     return out

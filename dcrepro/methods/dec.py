@@ -22,7 +22,10 @@ from . import RowOutput, RunContext, params_from_dict, register_method
 from .autoencoders import MLPAEParams, batches, encode, pretrained_start, sq_dist, x_method_info
 from .mnet import MNetParams, check_mnet_params, with_mnet_outputs
 
-__all__ = ["DECStageParams", "DECParams", "run_dec", "fit_dec", "soft_assign", "target_distribution"]
+__all__ = ["DECStageParams", "DECParams", "run_dec", "fit_dec", "soft_assign", "target_distribution",
+           "effective_update_interval", "UPDATE_INTERVAL_RULES"]
+
+UPDATE_INTERVAL_RULES = ("fixed", "subset_scaled")
 
 
 @dataclass
@@ -36,6 +39,11 @@ class DECStageParams(MNetParams, MLPAEParams):
     update_interval: int = 140
     """Iterations between target-distribution updates. Source: DEC-keras and IDEC code (140 for MNIST and
     Fashion-MNIST, 30 for USPS: set per data set in the spec)."""
+    update_interval_rule: str = "fixed"
+    """'fixed': ``update_interval`` iterations whatever the number of samples. 'subset_scaled': on a subset
+    of the data set, ``update_interval`` x N_subset / N_full (at least 1), so that a target update covers
+    the same share of an epoch as the published setting (140 iterations at batch 256 was set for MNIST's
+    70,000 samples, 0.51 epochs; on a 10,000 subset it is 3.6 epochs, and 300 iterations make 3 updates)."""
     tol: float = 0.001
     """Stop when the fraction of changed labels between two target updates is below tol. Source: DEC paper
     §4.3 and IDEC paper §4 (0.1 %)."""
@@ -67,7 +75,19 @@ def target_distribution(q: torch.Tensor) -> torch.Tensor:
     return w / w.sum(1, keepdim=True)
 
 
+def effective_update_interval(p, data) -> int:
+    """Iterations between target updates under ``p.update_interval_rule`` for ``data`` (a Dataset that
+    records in ``meta['subset_of']`` the size of the data set it was drawn from)."""
+    if p.update_interval_rule == "fixed":
+        return int(p.update_interval)
+    n_full = int(getattr(data, "meta", {}).get("subset_of", len(data)))
+    return max(1, int(round(p.update_interval * len(data) / n_full)))
+
+
 def _check_dec(p) -> None:
+    if p.update_interval_rule not in UPDATE_INTERVAL_RULES:
+        raise ValueError(f"update_interval_rule must be one of {list(UPDATE_INTERVAL_RULES)}; "
+                         f"got {p.update_interval_rule!r}")
     for name in ("batch_size", "update_interval"):
         if getattr(p, name) < 1:
             raise ValueError(f"{name} must be >= 1; got {getattr(p, name)}")
@@ -79,7 +99,7 @@ def _check_dec(p) -> None:
 
 def fit_dec(ae: nn.Module, X: torch.Tensor, centres0: np.ndarray, p, ctx: RunContext, optimizer: str = "sgd",
             lr: float = 0.01, momentum: float = 0.9, rec_weight: float = 0.0, cluster_weight: float = 1.0,
-            ) -> tuple[np.ndarray, torch.Tensor, dict]:
+            update_interval: int | None = None) -> tuple[np.ndarray, torch.Tensor, dict]:
     """DEC/IDEC clustering stage, in place on ``ae``.
 
     Loss per batch: ``cluster_weight · KL(P‖Q)`` (sum over clusters, mean over the batch, as Keras 'kld')
@@ -97,6 +117,9 @@ def fit_dec(ae: nn.Module, X: torch.Tensor, centres0: np.ndarray, p, ctx: RunCon
         Uses ``batch_size``, ``update_interval``, ``tol``, ``maxiter``, ``alpha``.
     optimizer : str
         'sgd' (DEC) or 'adam' (IDEC on MNIST).
+    update_interval : int, optional
+        Iterations between target updates (default ``p.update_interval``; see
+        :func:`effective_update_interval`).
 
     Returns
     -------
@@ -116,9 +139,11 @@ def fit_dec(ae: nn.Module, X: torch.Tensor, centres0: np.ndarray, p, ctx: RunCon
     queue: list[np.ndarray] = []
     P = None
     last = None
-    hist: dict = {"delta_label": [], "loss": [], "stopped_by_tol": False, "iterations": 0}
+    interval = int(p.update_interval if update_interval is None else update_interval)
+    hist: dict = {"delta_label": [], "loss": [], "stopped_by_tol": False, "iterations": 0,
+                  "update_interval_used": interval}
     for ite in range(p.maxiter):
-        if ite % p.update_interval == 0:
+        if ite % interval == 0:
             with torch.no_grad():
                 q_all = soft_assign(encode(ae, X, ctx.device).to(ctx.device), centres, p.alpha)
             P = target_distribution(q_all)
@@ -148,20 +173,21 @@ def fit_dec(ae: nn.Module, X: torch.Tensor, centres0: np.ndarray, p, ctx: RunCon
         loss.backward()
         opt.step()
         hist["iterations"] += 1
-        if ite % p.update_interval == 0:
+        if ite % interval == 0:
             hist["loss"].append(loss.item())
     with torch.no_grad():
         labels = soft_assign(encode(ae, X, ctx.device).to(ctx.device), centres, p.alpha).argmax(1).cpu().numpy()
     return labels, centres.detach(), hist
 
 
-@register_method("dec")
+@register_method("dec", params=DECParams)
 def run_dec(data, params: dict, ctx: RunContext) -> dict[str, RowOutput]:
     """DEC on ``data``; outputs ``dec`` and (unless ``with_mnet`` is false) ``dec_mnet``."""
     p = params_from_dict(DECParams, params, "dec")
     _check_dec(p)
     t0 = time.perf_counter()
     X, ae, ae_info, km = pretrained_start(data, p, ctx)
-    labels, centres, hist = fit_dec(ae, X, km.cluster_centers_, p, ctx, "sgd", p.lr, p.momentum)
+    labels, centres, hist = fit_dec(ae, X, km.cluster_centers_, p, ctx, "sgd", p.lr, p.momentum,
+                                    update_interval=effective_update_interval(p, data))
     info = x_method_info(X, ae_info, hist)
     return with_mnet_outputs("dec", ae, X, centres, labels, p, ctx, t0, info)

@@ -37,7 +37,7 @@ from dcrepro.methods.etm import (
     reconstruction_nll,
     word2vec_embeddings,
 )
-from dcrepro.methods.sccl import SCCLParams, build_clusterer, outputs_for, train_and_predict
+from dcrepro.methods.sccl import SCCLParams, build_clusterer, module_rng, outputs_for, stream_generator, train_and_predict
 
 __all__ = ["DECCRLParams", "CRLModule", "LatentAE", "deccrl"]
 
@@ -56,12 +56,19 @@ class DECCRLParams(SCCLParams):
     (ETM's default ``rho_size``) gives L = 150 (I)."""
     fce_hidden: int = 0
     """FC_e hidden width; 0 = a single Linear(D, L) layer (orthogonal init). Depth and width not given (I)."""
-    lambda_r: float = 0.01
+    lambda_r: float | str = 0.01
     """Weight of L_RC. Not given; the middle of the notes' range {1e-3, 1e-2, 1e-1}: the word-summed
-    NELBO (~10^2) is far larger than the other losses (I, not tuned)."""
+    NELBO (~10^2) is far larger than the other losses (I, not tuned). 'auto': the label-free rule
+    lambda_r = ||d(lambda_c L_Cluster)/dc|| / ||d L_RC/dc||, both measured on the centroids at
+    initialisation on the first batch, so that the CRL's gradient on the centroids does not exceed the
+    cluster loss's; the chosen value is recorded as ``info['lambda_r_used']``."""
+    lsr_detach_target: bool = False
+    """LSR ("w/o CRL w LSR"): False (as built) = MSE(AE(h), h) with gradients through both the
+    reconstruction and the target h, which also rewards shrinking h; True = the target h is detached."""
     crl_mode: str = "argmax"
-    """Which cluster reconstructs a text: 'sample' (k_i ~ softmax(o_i), eq. 6 read literally), 'argmax'
-    (k_i = argmax o_i) or 'soft' (mixture sum_k o_ik beta_k theta_i) (notes, pitfall 4). Default
+    """Which cluster reconstructs a text: 'sample' (k_i ~ softmax(o_i), eq. 6 read literally), 'sample_o'
+    (k_i ~ Cat(o_i), o_i being already a distribution over clusters), 'argmax' (k_i = argmax o_i) or
+    'soft' (mixture sum_k o_ik beta_k theta_i) (notes, pitfall 4). Default
     'argmax' by the notes' rule "(b) if (a) does not train", decided label-free: with 'sample' the
     clusters' word distributions stay identical (``beta_js_across_clusters`` ~0.005 nats vs ~0.9 with
     'argmax' on StackOverflow, reduced budget) and the NELBO is the highest, because softmax over
@@ -91,8 +98,8 @@ class DECCRLParams(SCCLParams):
     lambda_lsr: float = 1.0
     """Weight of the LSR's MSE loss; not given (I)."""
 
-    def validate(self) -> None:
-        super().validate()
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.crl_mode not in CRL_MODES:
             raise ValueError(f"crl_mode must be one of {list(CRL_MODES)}, got {self.crl_mode!r}")
         if self.bow_stop_words not in STOP_WORDS:
@@ -100,27 +107,41 @@ class DECCRLParams(SCCLParams):
         for name in ("latent_dim", "n_topics", "etm_hidden", "fcg_hidden", "bow_min_df", "w2v_window", "w2v_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lambda_r < 0 or self.lambda_lsr < 0:
-            raise ValueError("lambda_r and lambda_lsr must be >= 0")
-        if self.lsr and self.lambda_r > 0:
+        if isinstance(self.lambda_r, str):
+            if self.lambda_r != "auto":
+                raise ValueError(f"lambda_r must be a number >= 0 or 'auto', got {self.lambda_r!r}")
+        elif self.lambda_r < 0:
+            raise ValueError("lambda_r must be >= 0 (or 'auto')")
+        if self.lambda_lsr < 0:
+            raise ValueError("lambda_lsr must be >= 0")
+        if self.lsr and self.crl_on:
             raise ValueError("lsr = true replaces the CRL (Table 3 'w/o CRL w LSR'): set lambda_r = 0 with it")
+
+    @property
+    def crl_on(self) -> bool:
+        """The CRL term is part of the objective (lambda_r > 0 or 'auto')."""
+        return self.lambda_r == "auto" or self.lambda_r > 0
 
 
 class CRLModule(nn.Module):
     """The CRL: ETM inference network + centroid-conditioned decoder; returns the batch NELBO."""
 
-    def __init__(self, vocab_size: int, rho: np.ndarray, p: DECCRLParams):
+    def __init__(self, vocab_size: int, rho: np.ndarray, p: DECCRLParams, generator: torch.Generator | None = None):
         super().__init__()
         self.inference = TopicInference(vocab_size, p.n_topics, p.etm_hidden)
         self.decoder = ClusterTopicDecoder(rho, p.latent_dim, p.n_topics, p.fcg_hidden)
         self.mode = p.crl_mode
+        self.generator = generator
+        """Source of the reparameterisation noise and of sampled clusters (None: torch's global RNG)."""
 
     def forward(self, bow: BowBatch, centroids: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mean over the batch of (NELBO, reconstruction NLL, KL)."""
         mu, logvar = self.inference(bow)
-        x_hat = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        eps = torch.randn_like(mu) if self.generator is None else \
+            torch.randn(mu.shape, generator=self.generator, device=mu.device, dtype=mu.dtype)
+        x_hat = mu + eps * torch.exp(0.5 * logvar)
         log_theta = torch.log_softmax(x_hat, dim=1)
-        nll = reconstruction_nll(bow, log_theta, self.decoder.log_beta(centroids), q, self.mode)
+        nll = reconstruction_nll(bow, log_theta, self.decoder.log_beta(centroids), q, self.mode, self.generator)
         kl = gaussian_kl(mu, logvar)
         return (nll + kl).mean(), nll.mean(), kl.mean()
 
@@ -128,13 +149,15 @@ class CRLModule(nn.Module):
 class LatentAE(nn.Module):
     """Latent-space reconstruction (LSR): L -> L/2 (ReLU) -> L."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, detach_target: bool = False):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(dim, dim // 2), nn.ReLU(), nn.Linear(dim // 2, dim))
+        self.detach_target = detach_target
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """Mean squared reconstruction error of h (gradients reach h)."""
-        return F.mse_loss(self.net(h), h)
+        """Mean squared reconstruction error of h (gradients reach h through the input, and through the
+        target unless ``detach_target``)."""
+        return F.mse_loss(self.net(h), h.detach() if self.detach_target else h)
 
 
 @torch.no_grad()
@@ -173,7 +196,7 @@ def _make_fce(p: DECCRLParams) -> Callable[[int], nn.Module]:
     return make
 
 
-@register_method("deccrl")
+@register_method("deccrl", params=DECCRLParams)
 def deccrl(data, params: dict, ctx: RunContext, embed_fn: Callable | None = None) -> dict[str, RowOutput]:
     """Run DEC-CRL (or a Table 3 ablation) on all texts of ``data``; outputs ``deccrl`` and ``deccrl_km``.
 
@@ -181,14 +204,14 @@ def deccrl(data, params: dict, ctx: RunContext, embed_fn: Callable | None = None
     """
     t0 = time.perf_counter()
     p = params_from_dict(DECCRLParams, params, "deccrl")
-    p.validate()
     texts = np.asarray(data.X, dtype=object)
-    model = build_clusterer(data, p, ctx, make_latent=_make_fce(p), latent_dim=p.latent_dim, embed_fn=embed_fn)
+    with module_rng(p, ctx.seed, "model"):
+        model = build_clusterer(data, p, ctx, make_latent=_make_fce(p), latent_dim=p.latent_dim, embed_fn=embed_fn)
 
     extra_modules: tuple[nn.Module, ...] = ()
-    extra_loss = None
-    info_extra: dict = {"variant": "lsr" if p.lsr else ("crl" if p.lambda_r > 0 else "no_crl")}
-    if p.lambda_r > 0:
+    extra_loss = calibrate = None
+    info_extra: dict = {"variant": "lsr" if p.lsr else ("crl" if p.crl_on else "no_crl")}
+    if p.crl_on:
         corpus = build_bow(texts, p.bow_min_df, p.bow_max_features or None,
                            None if p.bow_stop_words == "none" else p.bow_stop_words)
         if corpus.counts.shape[1] == 0:
@@ -199,23 +222,35 @@ def deccrl(data, params: dict, ctx: RunContext, embed_fn: Callable | None = None
                                   seed=p.w2v_seed, log=ctx.log)
         info_extra.update(vocab_size=int(corpus.counts.shape[1]), word2vec_s=time.perf_counter() - t_w2v,
                           texts_without_vocab_words=int((corpus.counts.getnnz(axis=1) == 0).sum()))
-        crl = CRLModule(corpus.counts.shape[1], rho, p).to(ctx.device)
+        with module_rng(p, ctx.seed, "crl"):
+            crl = CRLModule(corpus.counts.shape[1], rho, p, stream_generator(p, ctx.seed, "crl_noise", ctx.device))
+        crl = crl.to(ctx.device)
         extra_modules = (crl,)
+        weight = {"lambda_r": 1.0 if p.lambda_r == "auto" else p.lambda_r}
 
         def extra_loss(idx, h0, q):
             nelbo, nll, kl = crl(corpus.batch(idx.cpu().numpy(), ctx.device), model.centroids, q)
-            return p.lambda_r * nelbo, {"nelbo": nelbo.detach(), "recon": nll.detach(), "kl": kl.detach()}
+            return weight["lambda_r"] * nelbo, {"nelbo": nelbo.detach(), "recon": nll.detach(), "kl": kl.detach()}
+
+        if p.lambda_r == "auto":
+            def calibrate(g_crl: float, g_cluster: float) -> float:
+                """Label-free lambda_r: the CRL's gradient on the centroids equals the cluster loss's."""
+                weight["lambda_r"] = g_cluster / g_crl if g_crl > 0 else 0.0
+                return weight["lambda_r"]
 
     elif p.lsr:
-        ae = LatentAE(p.latent_dim).to(ctx.device)
+        with module_rng(p, ctx.seed, "lsr"):
+            ae = LatentAE(p.latent_dim, p.lsr_detach_target)
+        ae = ae.to(ctx.device)
         extra_modules = (ae,)
 
         def extra_loss(idx, h0, q):
             mse = ae(h0)
             return p.lambda_lsr * mse, {"lsr_mse": mse.detach()}
 
-    labels_model, labels_km, _, info = train_and_predict(model, len(texts), p, ctx, extra_modules, extra_loss)
-    if p.lambda_r > 0:
-        info_extra.update(topic_summary(crl, model.centroids, corpus.vocab))
+    labels_model, labels_km, _, info = train_and_predict(model, len(texts), p, ctx, extra_modules, extra_loss,
+                                                         calibrate)
+    if p.crl_on:
+        info_extra.update(topic_summary(crl, model.centroids, corpus.vocab), lambda_r_used=weight["lambda_r"])
     info.update(info_extra)
     return outputs_for("deccrl", labels_model, labels_km, info, p, time.perf_counter() - t0)

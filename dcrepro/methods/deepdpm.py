@@ -44,9 +44,10 @@ from dcrepro.seeding import seed_everything
 from . import RowOutput, RunContext, params_from_dict, register_method
 from .pu import UNLABELED_MODES, PUFields, PURegulariser, multiclass_items, sharpen
 
-__all__ = ["DeepDPMParams", "NIWPrior", "fit_deepdpm", "run_deepdpm"]
+__all__ = ["DeepDPMParams", "NIWPrior", "fit_deepdpm", "run_deepdpm", "split_log_h"]
 
 INPUT_TRANSFORMS = ("normalize", "none")
+PU_STARTS = ("epoch1", "after_first_split_merge")
 
 
 @dataclass
@@ -57,6 +58,11 @@ class DeepDPMParams(PUFields):
     """Temperature of the E-step sharpening p^(1/T): "sharpened" is all the paper says; our choice."""
     pu_unlabeled: str = "mean_binary"
     """Reading of L(f_bar(x), -1) for K classes: 'mean_binary' (ours) or 'literal' (a constant)."""
+    pu_start: str = "epoch1"
+    """When the PU term starts: 'epoch1' (from the first training epoch, through the K = 1 phase and every
+    proposal epoch; our reading of "select ... in the E-step") or 'after_first_split_merge' (from the epoch
+    after the first merge proposal, i.e. once one split and one merge proposal have been made; needs
+    split/merge, so not with ``fixed_k``). Not stated in the paper."""
     fixed_k: bool = False
     """Start at K = n_clusters and never split or merge (declared cheap variant)."""
     init_k: int = 1
@@ -117,7 +123,15 @@ class DeepDPMParams(PUFields):
             raise ValueError(f"lr_step and freeze_epochs must be >= 0, got {self.lr_step}, {self.freeze_epochs}")
         if self.pu_temperature <= 0:
             raise ValueError(f"pu_temperature must be > 0, got {self.pu_temperature}")
+        if self.pu_start not in PU_STARTS:
+            raise ValueError(f"pu_start must be one of {list(PU_STARTS)}, got {self.pu_start!r}")
+        if self.pu_start != "epoch1" and self.fixed_k:
+            raise ValueError("pu_start='after_first_split_merge' needs split/merge proposals (fixed_k = false)")
         self.pu_params()
+
+    def pu_first_epoch(self) -> int:
+        """First epoch with the PU term: 1, or the epoch after the first merge proposal."""
+        return 1 if self.pu_start == "epoch1" else self.start_split_merge + self.split_merge_every + 1
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -497,7 +511,8 @@ def _fit(x: np.ndarray, p: DeepDPMParams, n_clusters: int, seed: int, log) -> di
     st = _State(codes64, p, n_clusters if p.fixed_k else p.init_k, rng, "cpu")
     reg = PURegulariser(p.pu_params()) if p.pu else None
     last_op, k_history, sizes_history = "merge", [st.k], []
-    pu_stats = {"n_p": 0, "n_u": 0, "defitting_steps": 0}
+    pu_stats = {"n_p": 0, "n_u": 0, "defitting_steps": 0, "steps": 0}
+    pu_from = p.pu_first_epoch()
     for epoch in range(1, p.max_epochs):
         if p.lr_step:  # StepLR stepped once per epoch, epoch 0 included (Lightning's default interval)
             for g in st.opt.param_groups:
@@ -515,14 +530,16 @@ def _fit(x: np.ndarray, p: DeepDPMParams, n_clusters: int, seed: int, log) -> di
                 r_gmm = e_step(codes64[idx])
             r_eps = (r + 1e-5) / (r + 1e-5).sum(dim=1, keepdim=True)
             loss = (r_gmm * (torch.log(r_gmm) - torch.log(r_eps))).sum() / len(idx)
-            if reg is not None:
+            if reg is not None and epoch >= pu_from:
                 with reg.timer:
                     conf, target = sharpen(r_gmm, p.pu_temperature).max(dim=1)
-                    term = reg.risk(conf, *multiclass_items(r, target, p.pu_unlabeled))
+                    term = reg.risk(conf, *multiclass_items(r, target, p.pu_unlabeled, p.pu_loss),
+                                    base_count=len(idx))  # the KL loss is a batch mean
                 loss = loss + term.objective
                 pu_stats["n_p"] += term.n_p
                 pu_stats["n_u"] += term.n_u
                 pu_stats["defitting_steps"] += term.defitting
+                pu_stats["steps"] += 1
             r = r.detach()
             resp[idx] = r.double()
             if train_sub:  # isotropic sub-cluster loss; disjoint parameters, so one backward serves both nets
@@ -589,7 +606,16 @@ def _features(data, p: DeepDPMParams, idx: np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.float32)
 
 
-@register_method("deepdpm")
+def split_log_h(events: list[dict]) -> list[list]:
+    """Every split proposal's log Hastings ratio: ``[epoch, K after the proposal epoch, cluster, n1, n2,
+    log H, accepted]`` rows.
+
+    log H < 0 rejects a split unless a uniform draw falls below H; a full-covariance NIW marginal in 64-d
+    needs large sub-clusters to favour a split (notes: audit of DBPedia's K = 4)."""
+    return [[e["epoch"], e["k"], *t] for e in events if e["op"] == "split" for t in e["tests"]]
+
+
+@register_method("deepdpm", params=DeepDPMParams)
 def run_deepdpm(data, params: dict, ctx: RunContext) -> dict[str, RowOutput]:
     """Fit DeepDPM (optionally + DCGLU) on ``fit_split`` and predict the same rows (official protocol).
 
@@ -609,7 +635,13 @@ def run_deepdpm(data, params: dict, ctx: RunContext) -> dict[str, RowOutput]:
     k_found = int(len(np.unique(fit["labels"])))
     metrics = {"k_found": float(k_found), "time_s": elapsed, "pu_time_s": fit["pu_time_s"],
                "time_ratio": fit["pu_time_s"] / elapsed, "prep_time_s": prep_s}
+    if p.pu:
+        st = fit["pu_stats"]
+        n_items = max(st["n_p"] + st["n_u"], 1)
+        metrics.update(defit_share=st["defitting_steps"] / max(st["steps"], 1), p_share=st["n_p"] / n_items,
+                       u_share=st["n_u"] / n_items)
     info = {"params": asdict(p), "final_k": fit["final_k"], "k_history": fit["k_history"],
             "final_sizes": fit["sizes_history"][-1] if fit["sizes_history"] else None,
-            "events": fit["events"], "pu_stats": fit["pu_stats"], "device_used": "cpu", "n_fit": int(len(idx))}
+            "events": fit["events"], "split_log_h": split_log_h(fit["events"]), "pu_stats": fit["pu_stats"],
+            "device_used": "cpu", "n_fit": int(len(idx))}
     return {"deepdpm": RowOutput(labels=fit["labels"], eval_index=idx, metrics=metrics, info=info)}

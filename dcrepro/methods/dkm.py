@@ -103,7 +103,7 @@ def fit_dkm(ae: nn.Module, X: torch.Tensor, centres0: np.ndarray, p: DKMParams,
     return labels, reps.detach(), hist
 
 
-@register_method("dkm")
+@register_method("dkm", params=DKMParams)
 def run_dkm(data, params: dict, ctx: RunContext) -> dict[str, RowOutput]:
     """DKM on ``data``; outputs ``dkm`` and (unless ``with_mnet`` is false) ``dkm_mnet``."""
     p = params_from_dict(DKMParams, params, "dkm")

@@ -14,8 +14,9 @@ words with an ETM (Dieng et al. 2020) whose topic embeddings are generated from 
   averaged over the texts of a batch.
 
 How the cluster of a text enters the likelihood is only implicit in the paper (notes, pitfall 4), so
-:func:`reconstruction_nll` offers three modes: ``"sample"`` (k_i drawn from s_i = softmax(o_i), the
-literal reading), ``"argmax"`` (k_i = argmax_k o_ik) and ``"soft"`` (the mixture sum_k o_ik beta_k theta_i).
+:func:`reconstruction_nll` offers four modes: ``"sample"`` (k_i drawn from s_i = softmax(o_i), the
+literal reading), ``"sample_o"`` (k_i drawn from o_i itself), ``"argmax"`` (k_i = argmax_k o_ik) and
+``"soft"`` (the mixture sum_k o_ik beta_k theta_i).
 
 Bags of words travel as sparse batches (:class:`BowBatch`) and the first encoder layer is an
 ``EmbeddingBag``, so a step costs O(non-zeros) there instead of O(batch x V).
@@ -49,7 +50,7 @@ __all__ = [
     "gaussian_kl",
 ]
 
-CRL_MODES = ("sample", "argmax", "soft")
+CRL_MODES = ("sample", "sample_o", "argmax", "soft")
 """How a text's cluster selects the topic-word distributions beta_k (notes, pitfall 4)."""
 
 
@@ -254,7 +255,8 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 def reconstruction_nll(
-    bow: BowBatch, log_theta: torch.Tensor, log_beta: torch.Tensor, q: torch.Tensor, mode: str
+    bow: BowBatch, log_theta: torch.Tensor, log_beta: torch.Tensor, q: torch.Tensor, mode: str,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """-sum_v bow_iv log p_i(v) per text, with p_i = beta_{k_i} theta_i (or the ``"soft"`` mixture).
 
@@ -268,9 +270,12 @@ def reconstruction_nll(
         (K, T, V) log topic-word distributions of every cluster.
     q : torch.Tensor
         (B, K) Student-t cluster probabilities o_ik.
-    mode : {'sample', 'argmax', 'soft'}
-        ``'sample'``: k_i ~ Cat(softmax(o_i)) (eq. 6 read literally; no gradient reaches o);
-        ``'argmax'``: k_i = argmax_k o_ik; ``'soft'``: p_i = sum_k o_ik beta_k theta_i (gradients reach o).
+    mode : {'sample', 'sample_o', 'argmax', 'soft'}
+        ``'sample'``: k_i ~ Cat(softmax(o_i)) (eq. 6 read literally; nearly uniform, no gradient reaches o);
+        ``'sample_o'``: k_i ~ Cat(o_i); ``'argmax'``: k_i = argmax_k o_ik; ``'soft'``:
+        p_i = sum_k o_ik beta_k theta_i (gradients reach o).
+    generator : torch.Generator, optional
+        Source of the sampled clusters (None: torch's global RNG).
 
     Returns
     -------
@@ -285,8 +290,9 @@ def reconstruction_nll(
         logp = torch.logsumexp(lb + lt[:, None, :] + torch.log(q[bow.doc] + 1e-12)[:, :, None], dim=(1, 2))
     else:
         with torch.no_grad():
-            if mode == "sample":
-                k = torch.multinomial(torch.softmax(q, dim=1), 1).squeeze(1)
+            if mode in ("sample", "sample_o"):
+                k = torch.multinomial(torch.softmax(q, dim=1) if mode == "sample" else q, 1,
+                                      generator=generator).squeeze(1)
             else:
                 k = q.argmax(dim=1)
         lb = log_beta[k[bow.doc], :, bow.word]  # (nnz, T)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from . import RowOutput, RunContext, params_from_dict, register_method
 from .autoencoders import pretrained_start, x_method_info
-from .dec import DECStageParams, _check_dec, fit_dec
+from .dec import DECStageParams, _check_dec, effective_update_interval, fit_dec
 from .mnet import with_mnet_outputs
 
 __all__ = ["IDECParams", "run_idec", "IDEC_OPTIMIZERS"]
@@ -36,7 +36,7 @@ class IDECParams(DECStageParams):
     """SGD momentum (only with optimizer = 'sgd'). Source: ``IDEC.py`` (``SGD(lr=0.1, momentum=0.99)``)."""
 
 
-@register_method("idec")
+@register_method("idec", params=IDECParams)
 def run_idec(data, params: dict, ctx: RunContext) -> dict[str, RowOutput]:
     """IDEC on ``data``; outputs ``idec`` and (unless ``with_mnet`` is false) ``idec_mnet``."""
     p = params_from_dict(IDECParams, params, "idec")
@@ -48,6 +48,7 @@ def run_idec(data, params: dict, ctx: RunContext) -> dict[str, RowOutput]:
     t0 = time.perf_counter()
     X, ae, ae_info, km = pretrained_start(data, p, ctx)
     labels, centres, hist = fit_dec(ae, X, km.cluster_centers_, p, ctx, p.optimizer, p.lr, p.momentum,
-                                    rec_weight=1.0, cluster_weight=p.idec_gamma)
+                                    rec_weight=1.0, cluster_weight=p.idec_gamma,
+                                    update_interval=effective_update_interval(p, data))
     info = x_method_info(X, ae_info, hist)
     return with_mnet_outputs("idec", ae, X, centres, labels, p, ctx, t0, info)

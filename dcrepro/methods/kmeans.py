@@ -31,7 +31,7 @@ def flat_inputs(data) -> np.ndarray:
     return X.reshape(len(X), -1).astype(np.float32)
 
 
-@register_method("kmeans")
+@register_method("kmeans", params=KMeansParams)
 def run_kmeans(data, params: dict, ctx: RunContext) -> dict[str, RowOutput]:
     p = params_from_dict(KMeansParams, params, "kmeans")
     km = KMeans(ctx.n_clusters, n_init=p.n_init, max_iter=p.max_iter, algorithm=p.algorithm, random_state=ctx.seed)

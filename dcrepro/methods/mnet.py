@@ -27,7 +27,7 @@ from . import RowOutput
 from .autoencoders import _xavier_init, batches, encode, sq_dist
 
 __all__ = ["MNetParams", "MNet", "fuzzy_memberships", "update_centres", "train_mnet", "check_mnet_params",
-           "predict_mnet", "with_mnet_outputs"]
+           "predict_mnet", "with_mnet_outputs", "membership_sharpness", "mnet_health"]
 
 
 @dataclass
@@ -113,6 +113,29 @@ def update_centres(model: nn.Module, X: torch.Tensor, centres: torch.Tensor, m: 
     return new.to(centres.device, centres.dtype)
 
 
+@torch.no_grad()
+def membership_sharpness(model: nn.Module, X: torch.Tensor, centres: torch.Tensor, m: float,
+                         device: str = "cpu") -> float:
+    """Mean over samples of sum_k u_ik^m (eq. 2 memberships around ``centres``): 1/K^(m-1) when uniform,
+    1 when one-hot (K = 10, m = 1.5: 0.32 .. 1). Phase 2 finds similar pairs (u_i.u_j > zeta) only when
+    the memberships are sharp."""
+    w = fuzzy_memberships(encode(model, X, device), centres.cpu(), m).pow(m)
+    return float(w.sum(1).mean())
+
+
+def mnet_health(hist: dict) -> dict[str, float]:
+    """Health metrics of phase 2 from :func:`train_mnet`'s history: ``sharpness`` at its start,
+    ``similar_pair_share`` of the last epoch and ``similar_pair_share_u`` (mean over the u-space epochs)."""
+    out = {"sharpness": hist["mnet_start_sharpness"]}
+    shares = hist["mnet_similar_pair_share"]
+    if shares:
+        out["similar_pair_share"] = shares[-1]
+    u_epochs = shares[:hist["mnet_u_epochs"]]
+    if u_epochs:
+        out["similar_pair_share_u"] = float(np.mean(u_epochs))
+    return out
+
+
 def _pair_loss(q: torch.Tensor, S: torch.Tensor, p: MNetParams) -> tuple[torch.Tensor, int, int]:
     """Eqs. (4)/(5) on one batch; returns the scaled loss and the numbers of similar / dissimilar pairs."""
     hi, lo = p.q_saturation, 1.0 - p.q_saturation
@@ -152,7 +175,9 @@ def train_mnet(model: nn.Module, X: torch.Tensor, centres: torch.Tensor, n_clust
         argmax_k q_ik of every sample (eval mode), after the last epoch.
     info : dict
         Per-epoch ``mnet_loss``, ``mnet_pairs_similar`` / ``mnet_pairs_dissimilar`` (pairs entering (4)/(5),
-        summed over batches; DCSS Fig. 11(a)), ``mnet_n_clusters_used`` and ``time_mnet_s``.
+        summed over batches; DCSS Fig. 11(a)), ``mnet_similar_pair_share`` (similar pairs / all B^2 pairs
+        scored), ``mnet_start_sharpness`` (:func:`membership_sharpness` at the start), ``mnet_u_epochs``
+        (epochs that picked pairs in u space), ``mnet_n_clusters_used`` and ``time_mnet_s``.
     """
     check_mnet_params(p)
     t0 = time.perf_counter()
@@ -163,11 +188,13 @@ def train_mnet(model: nn.Module, X: torch.Tensor, centres: torch.Tensor, n_clust
     opt_enc = torch.optim.Adam(model.parameters(), lr=p.mnet_encoder_lr)
     rng = np.random.default_rng(derive_seed(seed, "mnet_batches"))
     centres = centres.detach().clone().to(device)
-    hist = {"mnet_loss": [], "mnet_pairs_similar": [], "mnet_pairs_dissimilar": []}
+    hist = {"mnet_loss": [], "mnet_pairs_similar": [], "mnet_pairs_dissimilar": [], "mnet_similar_pair_share": [],
+            "mnet_start_sharpness": membership_sharpness(model, X, centres, p.m, device),
+            "mnet_u_epochs": min(p.t2, p.mnet_epochs)}
     for epoch in range(p.mnet_epochs):
         model.train()
         mnet.train()
-        tot, n_sim, n_dis = 0.0, 0, 0
+        tot, n_sim, n_dis, n_pairs = 0.0, 0, 0, 0
         for idx in batches(len(X), p.mnet_batch_size, rng):
             z = model.encode(X[idx].to(device))
             q = mnet(z)
@@ -180,12 +207,13 @@ def train_mnet(model: nn.Module, X: torch.Tensor, centres: torch.Tensor, n_clust
             loss.backward()
             opt_mnet.step()
             opt_enc.step()
-            tot, n_sim, n_dis = tot + loss.item(), n_sim + s, n_dis + d
+            tot, n_sim, n_dis, n_pairs = tot + loss.item(), n_sim + s, n_dis + d, n_pairs + len(idx) ** 2
         if epoch < p.t2:
             centres = update_centres(model, X, centres, p.m, device)
         hist["mnet_loss"].append(tot)
         hist["mnet_pairs_similar"].append(n_sim)
         hist["mnet_pairs_dissimilar"].append(n_dis)
+        hist["mnet_similar_pair_share"].append(n_sim / max(n_pairs, 1))
         if log is not None:
             log(f"mnet epoch {epoch + 1}/{p.mnet_epochs}: loss {tot:.4g}, pairs similar {n_sim}, dissimilar {n_dis}")
     labels = predict_mnet(model, mnet, X, device)
@@ -217,6 +245,6 @@ def with_mnet_outputs(name: str, model: nn.Module, X: torch.Tensor, centres: tor
         q_labels, hist = train_mnet(model, X, centres, ctx.n_clusters, p, ctx.seed, ctx.device, ctx.log)
         out[f"{name}_mnet"] = RowOutput(
             labels=q_labels.astype(np.int64),
-            metrics={"time_s": t_x + hist["time_mnet_s"], "time_phase2_s": hist["time_mnet_s"]},
+            metrics={"time_s": t_x + hist["time_mnet_s"], "time_phase2_s": hist["time_mnet_s"], **mnet_health(hist)},
             info={**common, **hist, "u_space": f"{name} latent space, eq. (2) memberships around {name}'s centres"})
     return out

@@ -62,7 +62,7 @@ class FeatureEncoder(nn.Module):
         return self.linear(x)
 
 
-@register_method("mnet_on_features")
+@register_method("mnet_on_features", params=MNetOnFeaturesParams)
 def run_mnet_on_features(data, params: dict, ctx: RunContext) -> dict[str, RowOutput]:
     """k-means and MNet on a feature data set; see the module docstring for the rows."""
     p = params_from_dict(MNetOnFeaturesParams, params, "mnet_on_features")

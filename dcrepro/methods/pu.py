@@ -33,13 +33,15 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["PUParams", "PUTimer", "PURisk", "PURegulariser", "binary_items", "multiclass_items", "sharpen"]
+__all__ = ["PUParams", "PUFields", "PUTimer", "PURisk", "PURegulariser", "binary_items", "multiclass_items", "sharpen"]
 
 EPS = 1e-10
 """Clamp for the logs, the same 1e-10 DAC uses inside its BCE (CDAC+ ``model.py``)."""
 
 UNLABELED_MODES = ("mean_binary", "literal")
 NEGATIVE_BRANCHES = ("defit", "clip")
+LOSSES = ("log", "sigmoid")
+SCALES = ("pairs", "base")
 
 
 @dataclass
@@ -60,10 +62,27 @@ class PUParams:
     that follows the gradient of pi_p R-_p - R-_u (Kiryo et al. 2017 with gamma = 1). 'clip': eq. 11-12 as
     written, lambda * (pi_p R+_p + max{0, R-_u - pi_p R-_p}) differentiated as is (the negative part then
     has no gradient). The paper states both; they disagree."""
+    loss: str = "log"
+    """Per-item loss L. 'log' (default): the BCE the base model uses, -log s / -log(1 - s) clamped at
+    1e-10 (unbounded up to 23; for a cosine score, pairs with s < 0 get zero loss and zero gradient).
+    'sigmoid': Kiryo et al.'s bounded sigmoid loss sigma(-y g) on the decision value g = logit(p) of the
+    item's probability p of being positive, i.e. L(+) = 1 - p and L(-) = p; see :func:`binary_items` and
+    :func:`multiclass_items` for p."""
+    scale: str = "pairs"
+    """Normalisation of the three risks. 'pairs' (default): each is the mean over its own items (eqs. 7, 8,
+    10; R+_p and R-_p average over the few items of P). 'base': each is the SUM over its items divided by
+    the number of entries the base loss averages over (``base_count`` of :meth:`PURegulariser.risk`: B^2
+    for DAC, whose BCE terms are masked means over all B^2 entries; B for DeepDPM's batch-mean KL), i.e.
+    the PU risk on the base loss's per-entry scale. The nnPU condition is then evaluated on these
+    rescaled risks."""
 
     def __post_init__(self) -> None:
         if self.negative_branch not in NEGATIVE_BRANCHES:
             raise ValueError(f"negative_branch must be one of {list(NEGATIVE_BRANCHES)}, got {self.negative_branch!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"PU loss must be one of {list(LOSSES)}, got {self.loss!r}")
+        if self.scale not in SCALES:
+            raise ValueError(f"PU scale must be one of {list(SCALES)}, got {self.scale!r}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"PU threshold must lie in [0, 1], got {self.threshold}")
         if not 0.0 < self.prior < 1.0:
@@ -86,10 +105,17 @@ class PUFields:
     """Blend factor lambda; NOT reported in the paper, 1.0 is our choice; see :attr:`PUParams.weight`."""
     pu_negative_branch: str = "defit"
     """'defit' (Algorithm 1) or 'clip' (eq. 11-12 as written); see :attr:`PUParams.negative_branch`."""
+    pu_loss: str = "log"
+    """'log' (the base model's BCE, unbounded) or 'sigmoid' (Kiryo et al.'s bounded loss); see
+    :attr:`PUParams.loss`."""
+    pu_scale: str = "pairs"
+    """'pairs' (means over P and U) or 'base' (sums over the base loss's entry count: B^2 for DAC);
+    see :attr:`PUParams.scale`."""
 
     def pu_params(self) -> PUParams:
         """The validated :class:`PUParams` of these fields."""
-        return PUParams(self.pu_threshold, self.pu_prior, self.pu_weight, self.pu_negative_branch)
+        return PUParams(self.pu_threshold, self.pu_prior, self.pu_weight, self.pu_negative_branch,
+                        self.pu_loss, self.pu_scale)
 
 
 class PUTimer:
@@ -143,11 +169,11 @@ class PURisk:
     """True when R-_u - pi_p R-_p < 0 (the non-negative correction is active)."""
 
 
-def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` over ``mask`` (0 with an intact graph when the mask is empty)."""
-    n = mask.sum()
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor, denominator: int | None = None) -> torch.Tensor:
+    """Mean of ``values`` over ``mask`` (0 with an intact graph when the mask is empty); with
+    ``denominator`` the masked sum divided by it instead."""
     total = torch.where(mask, values, torch.zeros_like(values)).sum()
-    return total / n.clamp(min=1)
+    return total / (mask.sum().clamp(min=1) if denominator is None else denominator)
 
 
 class PURegulariser:
@@ -180,6 +206,7 @@ class PURegulariser:
         loss_pos: torch.Tensor,
         loss_neg: torch.Tensor,
         loss_unl: torch.Tensor,
+        base_count: int | None = None,
     ) -> PURisk:
         """Split the items at the threshold and compute the lambda-weighted nnPU objective.
 
@@ -193,6 +220,9 @@ class PURegulariser:
             L(f(x), y'-): the loss of each item against "not its generalized label".
         loss_unl : Tensor, shape (n,)
             L(f_bar(x), -1): the loss of each item treated as unlabeled.
+        base_count : int, optional
+            Number of entries the base loss averages over (B^2 for DAC, B for DeepDPM); required when
+            ``params.scale == 'base'``, ignored otherwise.
 
         Returns
         -------
@@ -203,11 +233,14 @@ class PURegulariser:
         if len(shapes) != 1 or confidence.dim() != 1:
             raise ValueError(f"confidence and the three per-item losses must be 1-D of equal length, got {shapes}")
         p = self.params
+        if p.scale == "base" and not base_count:
+            raise ValueError("PU scale 'base' needs the base loss's entry count (base_count)")
+        den = base_count if p.scale == "base" else None
         labeled = confidence.detach() > p.threshold
         unlabeled = ~labeled
-        r_pos_p = _masked_mean(loss_pos, labeled)
-        r_neg_p = _masked_mean(loss_neg, labeled)
-        r_neg_u = _masked_mean(loss_unl, unlabeled)
+        r_pos_p = _masked_mean(loss_pos, labeled, den)
+        r_neg_p = _masked_mean(loss_neg, labeled, den)
+        r_neg_u = _masked_mean(loss_unl, unlabeled, den)
         neg_part = r_neg_u - p.prior * r_neg_p
         defitting = bool(neg_part.detach() < 0)
         if defitting and p.negative_branch == "defit":
@@ -229,23 +262,31 @@ class PURegulariser:
         )
 
 
-def binary_items(score: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-item losses of a binary score s in [0, 1] whose generalized label is "positive".
+def binary_items(score: torch.Tensor, loss: str = "log") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-item losses of a binary score s whose generalized label is "positive".
 
-    L(s, +1) = -log s and L(s, -1) = -log(1 - s), the BCE of DAC (clamped at 1e-10 as in CDAC+); the
-    unlabeled loss is L(s, -1) as well (for a binary score the "mean over categories" f_bar is s itself).
+    ``loss='log'``: L(s, +1) = -log s and L(s, -1) = -log(1 - s), the BCE of DAC on s read as a
+    probability (clamped to [1e-10, 1] as in CDAC+, so a cosine s < 0 gets zero L(s, -1) and no gradient).
+    ``loss='sigmoid'``: Kiryo et al.'s bounded sigmoid loss on the score s in [-1, 1] (a cosine) mapped
+    to the probability p = (1 + s) / 2: L(+1) = 1 - p, L(-1) = p, in [0, 1], with a gradient for every
+    item. The unlabeled loss is L(s, -1) (for a binary score the "mean over categories" f_bar is s itself).
 
     Returns
     -------
     (loss_pos, loss_neg, loss_unl) : three tensors shaped like ``score``
     """
+    if loss not in LOSSES:
+        raise ValueError(f"PU loss must be one of {list(LOSSES)}, got {loss!r}")
+    if loss == "sigmoid":
+        prob = (1.0 + score) / 2.0
+        return 1.0 - prob, prob, prob
     loss_pos = -torch.log(score.clamp(EPS, 1.0))
     loss_neg = -torch.log((1.0 - score).clamp(EPS, 1.0))
     return loss_pos, loss_neg, loss_neg
 
 
 def multiclass_items(
-    probs: torch.Tensor, target: torch.Tensor, unlabeled: str = "mean_binary"
+    probs: torch.Tensor, target: torch.Tensor, unlabeled: str = "mean_binary", loss: str = "log"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-item losses of a K-way probability vector read as K binary problems (paper App. A.2).
 
@@ -261,6 +302,10 @@ def multiclass_items(
         (1/K) sum_k -log(1 - f_k(x)).
         'literal': -log(1 - f_bar(x)) with f_bar = (1/K) sum_k f_k(x); for softmax outputs this is the
         constant -log(1 - 1/K) and carries no gradient.
+    loss : {'log', 'sigmoid'}
+        'log' (default) as above; 'sigmoid': Kiryo et al.'s bounded loss, 1 - f_y(x), f_y(x) and the
+        same unlabeled readings with p in place of -log(1 - p) (for softmax outputs both unlabeled
+        readings are then the constant 1/K: R-_u carries no gradient).
 
     Returns
     -------
@@ -269,9 +314,14 @@ def multiclass_items(
     """
     if unlabeled not in UNLABELED_MODES:
         raise ValueError(f"unlabeled must be one of {list(UNLABELED_MODES)}, got {unlabeled!r}")
+    if loss not in LOSSES:
+        raise ValueError(f"PU loss must be one of {list(LOSSES)}, got {loss!r}")
     if probs.dim() != 2 or target.shape != probs.shape[:1]:
         raise ValueError(f"probs must be (n, K) and target (n,), got {tuple(probs.shape)} and {tuple(target.shape)}")
     p_y = probs.gather(1, target.view(-1, 1)).squeeze(1)
+    if loss == "sigmoid":
+        unl = probs.mean(dim=1)  # mean_k f_k and f_bar coincide for this linear loss
+        return 1.0 - p_y, p_y, unl
     loss_pos = -torch.log(p_y.clamp(EPS, 1.0))
     loss_neg = -torch.log((1.0 - p_y).clamp(EPS, 1.0))
     if unlabeled == "mean_binary":

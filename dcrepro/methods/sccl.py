@@ -30,7 +30,7 @@ Training runs a fixed number of iterations and reports the last one (SCCL has no
 """
 from __future__ import annotations
 
-import os
+import contextlib
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -43,6 +43,7 @@ from torch import nn
 
 from dcrepro.methods import RowOutput, RunContext, params_from_dict, register_method
 from dcrepro.methods.text_views import make_views, view_embeddings
+from dcrepro.seeding import derive_seed
 
 __all__ = [
     "SCCLParams",
@@ -53,13 +54,16 @@ __all__ = [
     "cluster_kl",
     "build_clusterer",
     "train_and_predict",
+    "module_rng",
+    "stream_generator",
     "sccl",
 ]
 
 CONTRASTIVE = ("ntxent", "printed")
 ADAPTERS = ("none", "linear")
 AUGMENTATIONS = ("worddel",)
-MINILM_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "minilm")
+CENTROID_GROUPS = ("shared", "own")
+RNG_STREAMS = ("global", "per_module")
 
 
 @dataclass
@@ -104,10 +108,23 @@ class SCCLParams:
     """Record the losses every this many iterations (0: never)."""
     eval_batch_size: int = 1000
     """Texts per forward pass when embedding all texts (no effect on results)."""
+    centroid_group: str = "shared"
+    """Optimiser placement of the centroids c_k: 'shared' (one Adam group with the heads at ``lr_head``,
+    as built so far) or 'own' (their own Adam group at ``centroid_lr``; SCCL's optimizer.py gives them
+    their own group at the heads' lr). Adam's update is per parameter, so 'own' at the same lr is the same
+    computation; the option matters with a different ``centroid_lr``."""
+    centroid_lr: float = 0.0
+    """Learning rate of the centroids' own group (``centroid_group = 'own'``); 0 = ``lr_head``."""
+    rng_streams: str = "global"
+    """'global': every module draws from torch's global RNG (seeded by the runner), so rows with extra
+    modules (DEC-CRL's CRL/LSR) consume it differently and seeds are not common random numbers across
+    arms. 'per_module': module initialisation, batch order and the CRL's noise / sampling each draw from
+    their own generator derived from the run seed and the stream's name (dropout stays on the global RNG)."""
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         """Raise ValueError naming the valid choices for a bad field."""
-        for name, choices in (("contrastive", CONTRASTIVE), ("adapter", ADAPTERS), ("augmentation", AUGMENTATIONS)):
+        for name, choices in (("contrastive", CONTRASTIVE), ("adapter", ADAPTERS), ("augmentation", AUGMENTATIONS),
+                              ("centroid_group", CENTROID_GROUPS), ("rng_streams", RNG_STREAMS)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {list(choices)}, got {getattr(self, name)!r}")
         for name in ("max_iter", "head_dim", "kmeans_n_init", "eval_batch_size", "max_length"):
@@ -117,6 +134,26 @@ class SCCLParams:
             raise ValueError("batch_size must be >= 2 for the contrastive loss")
         if self.alpha <= 0 or self.temperature <= 0:
             raise ValueError("alpha and temperature must be > 0")
+        if self.centroid_lr < 0:
+            raise ValueError(f"centroid_lr must be >= 0, got {self.centroid_lr}")
+
+
+def module_rng(p: SCCLParams, seed: int, name: str):
+    """Context for building a module: under ``rng_streams='per_module'`` torch's CPU RNG is seeded from
+    (run seed, ``name``) inside and restored after; under 'global' nothing changes."""
+    if p.rng_streams == "global":
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.random.fork_rng(devices=[]))
+    torch.manual_seed(derive_seed(seed, "stream", name))
+    return stack
+
+
+def stream_generator(p: SCCLParams, seed: int, name: str, device: str) -> torch.Generator | None:
+    """The generator of stream ``name`` under 'per_module' (on ``device``); None (global RNG) otherwise."""
+    if p.rng_streams == "global":
+        return None
+    return torch.Generator(device=device).manual_seed(derive_seed(seed, "stream", name))
 
 
 # ----------------------------------------------------------------------------------------- losses
@@ -272,16 +309,10 @@ class ContrastiveClusterer(nn.Module):
 
 
 def _load_sentence_transformer(name: str, device: str):
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
+    """A trainable SentenceTransformer (see :func:`dcrepro.encoders.sentence_transformer`)."""
+    from ..encoders import sentence_transformer
 
-    if name in MINILM_NAMES:
-        from ..data.embed import minilm_dir
-
-        return SentenceTransformer(str(minilm_dir()), device=device)
-
-    return SentenceTransformer(name, device=device)
+    return sentence_transformer(name, device)
 
 
 def build_clusterer(data, p: SCCLParams, ctx: RunContext, make_latent: Callable[[int], nn.Module] | None = None,
@@ -309,20 +340,41 @@ ExtraLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], "tuple[torch.Te
 """``extra(idx, h0, q) -> (weighted loss, {name: detached scalar tensor})``: DEC-CRL's CRL or LSR term.
 The parts are read (``.item()``, a device sync) only on logging steps."""
 
+Calibrate = Callable[[float, float], float]
+"""``calibrate(g_extra, g_cluster) -> factor``, called once at step 1 with the gradient norms on the
+centroids of the extra loss and of lambda_c L_Cluster; the step-1 extra loss is multiplied by the factor
+(DEC-CRL's label-free lambda_r rule, which also sets the weight of the later steps)."""
 
-def _batches(n: int, batch_size: int, device: str):
-    """Endless shuffled batches (torch's global RNG, seeded by the runner); the short tail is dropped."""
+
+def _batches(n: int, batch_size: int, device: str, generator: torch.Generator | None = None):
+    """Endless shuffled batches (torch's global RNG, seeded by the runner, unless ``generator``); the
+    short tail is dropped."""
     bs = min(batch_size, n)
     while True:
-        perm = torch.randperm(n, device=device)
+        perm = torch.randperm(n, device=device) if generator is None else \
+            torch.randperm(n, device=device, generator=generator)
         for s in range(0, n - bs + 1, bs):
             yield perm[s:s + bs]
 
 
+def _grad_norm(loss: torch.Tensor, param: torch.Tensor) -> float:
+    """||d loss / d param|| without touching ``.grad`` (0 when the loss does not depend on ``param``)."""
+    if not loss.requires_grad:
+        return 0.0
+    g = torch.autograd.grad(loss, param, retain_graph=True, allow_unused=True)[0]
+    return 0.0 if g is None else float(g.norm())
+
+
 def train_and_predict(model: ContrastiveClusterer, n: int, p: SCCLParams, ctx: RunContext,
                       extra_modules: tuple[nn.Module, ...] = (), extra_loss: ExtraLoss | None = None,
+                      calibrate: Calibrate | None = None,
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Initialise the centroids by k-means, train for ``p.max_iter`` steps, predict on all ``n`` texts.
+
+    Health facts go into ``info``: ``centroid_drift`` (mean over k of ||c_k(end) - c_k(k-means)||),
+    ``final_l_cluster`` (L_Cluster of the last step) and, with an extra loss, ``grad_ratio_step1`` =
+    ||d(extra)/dc|| / ||d(lambda_c L_Cluster)/dc|| on the first batch (measured with ``autograd.grad``,
+    which leaves the training step unchanged).
 
     Returns
     -------
@@ -336,21 +388,26 @@ def train_and_predict(model: ContrastiveClusterer, n: int, p: SCCLParams, ctx: R
     km = KMeans(ctx.n_clusters, n_init=p.kmeans_n_init, random_state=ctx.seed).fit(h_init)
     with torch.no_grad():
         model.centroids.copy_(torch.as_tensor(km.cluster_centers_, dtype=torch.float32))
+    c_init = model.centroids.detach().clone()
     t_init = time.perf_counter() - t0
 
     enc = {id(q) for q in model.backbone.encoder_parameters()}
-    head = [q for q in model.parameters() if id(q) not in enc]
+    own = p.centroid_group == "own"
+    head = [q for q in model.parameters() if id(q) not in enc and not (own and q is model.centroids)]
     for m in extra_modules:
         head += list(m.parameters())
     groups = [{"params": head, "lr": p.lr_head}]
     if enc:
         groups.append({"params": model.backbone.encoder_parameters(), "lr": p.lr_encoder})
+    if own:
+        groups.append({"params": [model.centroids], "lr": p.centroid_lr or p.lr_head})
     opt = torch.optim.Adam(groups)
     con = ntxent_loss if p.contrastive == "ntxent" else printed_contrastive_loss
 
     history: list[dict[str, float]] = []
+    health: dict[str, float] = {}
     model.train()
-    batches = _batches(n, p.batch_size, ctx.device)
+    batches = _batches(n, p.batch_size, ctx.device, stream_generator(p, ctx.seed, "batches", ctx.device))
     for step in range(1, p.max_iter + 1):
         idx = next(batches)
         h0, h1, h2 = (model.embed(v, idx) for v in range(3))
@@ -361,7 +418,15 @@ def train_and_predict(model: ContrastiveClusterer, n: int, p: SCCLParams, ctx: R
         parts = {}
         if extra_loss is not None:
             l_x, parts = extra_loss(idx, h0, q)
+            if step == 1:
+                g_x, g_c = (_grad_norm(t, model.centroids) for t in (l_x, p.lambda_c * l_c))
+                if calibrate is not None:
+                    factor = calibrate(g_x, g_c)
+                    l_x, g_x = l_x * factor, g_x * factor
+                health["grad_ratio_step1"] = g_x / g_c if g_c > 0 else float("inf")
             loss = loss + l_x
+        if step == p.max_iter:
+            health["final_l_cluster"] = l_c.item()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -374,9 +439,10 @@ def train_and_predict(model: ContrastiveClusterer, n: int, p: SCCLParams, ctx: R
     with torch.no_grad():
         labels_model = model.cluster_prob(torch.as_tensor(h, device=ctx.device)).argmax(1).cpu().numpy()
     labels_km = KMeans(ctx.n_clusters, n_init=p.kmeans_n_init, random_state=ctx.seed).fit_predict(h)
+    health["centroid_drift"] = float((model.centroids.detach() - c_init).norm(dim=1).mean())
     info = {
+        "health": health,
         "history": history,
-        "init_s": t_init,
         "train_s": t_train,
         "predict_s": time.perf_counter() - t0 - t_init - t_train,
         "latent_dim": int(h.shape[1]),
@@ -390,20 +456,22 @@ def train_and_predict(model: ContrastiveClusterer, n: int, p: SCCLParams, ctx: R
 
 
 def outputs_for(name: str, labels_model: np.ndarray, labels_km: np.ndarray, info: dict, p, elapsed: float) -> dict[str, RowOutput]:
-    """The two rows of a run: ``name`` (cluster-head argmax) and ``name + '_km'`` (k-means on h)."""
+    """The two rows of a run: ``name`` (cluster-head argmax) and ``name + '_km'`` (k-means on h); both carry
+    the run's health metrics (``info['health']``: centroid drift, final L_Cluster, step-1 gradient ratio)."""
     bulky = ("history", "topic_top_words")  # kept with the primary row only
     shared = {"params": asdict(p), **{k: v for k, v in info.items() if k not in bulky}}
-    metrics = {"time_s": elapsed, "k_found": float(len(np.unique(labels_model)))}
+    health = dict(info.get("health", {}))
+    metrics = {"time_s": elapsed, "k_found": float(len(np.unique(labels_model))), **health}
     return {
         name: RowOutput(labels=labels_model.astype(np.int64), metrics=metrics,
                         info={**shared, "prediction": "argmax_k o_ik (cluster head)",
                               **{k: info[k] for k in bulky if k in info}}),
-        f"{name}_km": RowOutput(labels=labels_km, metrics={"time_s": elapsed},
+        f"{name}_km": RowOutput(labels=labels_km, metrics={"time_s": elapsed, **health},
                                 info={**shared, "prediction": f"k-means (n_init={p.kmeans_n_init}) on h"}),
     }
 
 
-@register_method("sccl")
+@register_method("sccl", params=SCCLParams)
 def sccl(data, params: dict, ctx: RunContext, embed_fn: Callable | None = None) -> dict[str, RowOutput]:
     """Run SCCL on all texts of ``data``; outputs ``sccl`` and ``sccl_km``.
 
@@ -411,7 +479,7 @@ def sccl(data, params: dict, ctx: RunContext, embed_fn: Callable | None = None) 
     """
     t0 = time.perf_counter()
     p = params_from_dict(SCCLParams, params, "sccl")
-    p.validate()
-    model = build_clusterer(data, p, ctx, embed_fn=embed_fn)
+    with module_rng(p, ctx.seed, "model"):
+        model = build_clusterer(data, p, ctx, embed_fn=embed_fn)
     labels_model, labels_km, _, info = train_and_predict(model, len(data.X), p, ctx)
     return outputs_for("sccl", labels_model, labels_km, info, p, time.perf_counter() - t0)

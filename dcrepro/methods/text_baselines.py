@@ -33,14 +33,15 @@ class TermKMeansParams:
     max_features: int = 1500
     """Vocabulary: the most frequent terms (SCCL/DEC-CRL §4.2: 1,500)."""
     stop_words: str = "english"
-    """'english' (scikit-learn's list) or 'none'. Not stated by the papers (inference: without it the
-    1,500 most frequent terms of short titles are mostly function words)."""
+    """'english' (scikit-learn's list) or 'none' (the vectoriser's own default). Not stated by DEC-CRL or
+    SCCL; the DEC-CRL spec runs 'none' and declares 'english' as a reading. This field default stays
+    'english' so that runs stored without the key keep meaning what they computed."""
     n_init: int = 10
     """k-means restarts (explicit: scikit-learn's default changed from 10 to 'auto')."""
     max_iter: int = 300
     """k-means iterations per restart (scikit-learn default)."""
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         if self.stop_words not in STOP_WORDS:
             raise ValueError(f"stop_words must be one of {list(STOP_WORDS)}, got {self.stop_words!r}")
         if self.max_features < 1 or self.n_init < 1 or self.max_iter < 1:
@@ -65,7 +66,7 @@ class EmbedKMeansParams:
     max_iter: int = 300
     """k-means iterations per restart (scikit-learn default)."""
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         if self.whiten_dim < 0 or self.max_length < 0 or self.n_init < 1 or self.max_iter < 1:
             raise ValueError("whiten_dim and max_length must be >= 0, n_init and max_iter >= 1")
 
@@ -83,7 +84,6 @@ def _kmeans(x, k: int, n_init: int, max_iter: int, seed: int) -> np.ndarray:
 def _term_kmeans(name: str, vectoriser_cls, data, params: dict, ctx: RunContext) -> dict[str, RowOutput]:
     t0 = time.perf_counter()
     p = params_from_dict(TermKMeansParams, params, name)
-    p.validate()
     vec = vectoriser_cls(max_features=p.max_features, stop_words=None if p.stop_words == "none" else p.stop_words)
     x = vec.fit_transform(_texts(data))
     labels = _kmeans(x, ctx.n_clusters, p.n_init, p.max_iter, ctx.seed)
@@ -91,19 +91,19 @@ def _term_kmeans(name: str, vectoriser_cls, data, params: dict, ctx: RunContext)
     return {name: RowOutput(labels=labels, metrics={"time_s": time.perf_counter() - t0}, info=info)}
 
 
-@register_method("bow_kmeans")
+@register_method("bow_kmeans", params=TermKMeansParams)
 def bow_kmeans(data, params: dict, ctx: RunContext) -> dict[str, RowOutput]:
     """k-means on raw term counts of the ``max_features`` most frequent terms."""
     return _term_kmeans("bow_kmeans", CountVectorizer, data, params, ctx)
 
 
-@register_method("tfidf_kmeans")
+@register_method("tfidf_kmeans", params=TermKMeansParams)
 def tfidf_kmeans(data, params: dict, ctx: RunContext) -> dict[str, RowOutput]:
     """k-means on L2-normalised TF-IDF vectors of the ``max_features`` most frequent terms."""
     return _term_kmeans("tfidf_kmeans", TfidfVectorizer, data, params, ctx)
 
 
-@register_method("embed_kmeans")
+@register_method("embed_kmeans", params=EmbedKMeansParams)
 def embed_kmeans(data, params: dict, ctx: RunContext, embed_fn: Callable | None = None) -> dict[str, RowOutput]:
     """k-means on the cached sentence embeddings of the texts (optionally whitened).
 
@@ -111,7 +111,6 @@ def embed_kmeans(data, params: dict, ctx: RunContext, embed_fn: Callable | None 
     """
     t0 = time.perf_counter()
     p = params_from_dict(EmbedKMeansParams, params, "embed_kmeans")
-    p.validate()
     texts = np.asarray(_texts(data), dtype=object)
     if embed_fn is None:
         from dcrepro.data import embed as _embed
