@@ -400,13 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _tables_by_dataset() -> dict[str, list[str]]:
     """{data set: ['paper/table', ...]} from the specs (for `dcrepro data list`)."""
-    out: dict[str, list[str]] = {}
-    for paper in list_papers():
-        spec = load_spec(paper)
-        for tid in spec.tables:
-            for ds in spec.table_datasets(tid):
-                out.setdefault(ds.partition("@")[0], []).append(f"{paper}/{tid}")
-    return out
+    from .data.catalog import REGISTRY
+    from .spec import tables_using
+
+    return {name: tables_using(name) for name in REGISTRY}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -126,8 +126,8 @@ def n_clusters_of(cfg) -> int | None:
     if cfg.n_clusters:
         return int(cfg.n_clusters)
     try:
-        from .data.registry import get_spec
+        from .data.catalog import REGISTRY
 
-        return int(get_spec(cfg.dataset.partition("@")[0]).n_classes)
-    except ValueError:
+        return int(REGISTRY[cfg.dataset.partition("@")[0]].n_classes)
+    except KeyError:
         return None

@@ -38,8 +38,8 @@ __all__ = ["RunItem", "build_plan", "plan_figure", "execute", "run_one", "comput
 class RunItem:
     cfg: RunConfig
     seed: int
-    outputs: tuple[str, ...] | None = None
-    """Outputs the run must yield; None: the job's ``outputs`` (a figure needs only those it plots)."""
+    outputs: tuple[str, ...] = ()
+    """Outputs the run must yield: the job's ``outputs`` for a table run, the plotted ones for a figure's."""
 
     @property
     def key(self) -> str:
@@ -66,7 +66,8 @@ def build_plan(paper: str, tables: list[str] | None = None, rows: list[str] | No
                 if cfg.config_hash in seen:
                     continue
                 seen.add(cfg.config_hash)
-                plan += [RunItem(cfg, s) for s in range(seed_offset, seed_offset + n)]
+                outs = tuple(spec.job(job).get("outputs", [job]))
+                plan += [RunItem(cfg, s, outs) for s in range(seed_offset, seed_offset + n)]
     return plan
 
 
@@ -141,7 +142,7 @@ def compute(item: RunItem, device: str = "cpu", cache_dir: Path | None = None) -
                          labels_for_selection=data.y if cfg.select_by_labels else None,
                          log=lambda msg: None)
         outs: dict[str, RowOutput] = get_method(cfg.method)(data, dict(cfg.params), ctx)
-        expected = set(item.outputs or load_spec(cfg.paper).job(cfg.job).get("outputs", [cfg.job]))
+        expected = set(item.outputs)
         if not expected <= set(outs):
             raise RuntimeError(f"method {cfg.method!r} returned outputs {sorted(outs)}, spec expects {sorted(expected)}")
         stored = {}

@@ -471,3 +471,21 @@ def check_default_readings(spec: Spec) -> None:
                     raise ValueError(f"{spec.path.name}: [[readings]] {r.id!r}: default {r.default!r} differs "
                                      f"from what job {job!r} runs on {ds} at the full budget: "
                                      + ", ".join(f"{k} = {a!r} in the job, {v!r} in the option" for k, (a, v) in diff.items()))
+
+
+def tables_using(name: str) -> list[str]:
+    """'paper/table' ids whose columns (or the inputs behind them) use data set ``name``, read from the specs."""
+    out = []
+    for paper in list_papers():
+        spec = load_spec(paper)
+        for tid in spec.tables:
+            inputs = {ds for _, ds in spec.runs_for_table(tid)} | set(spec.table_datasets(tid))
+            if name in inputs or name in {ds.partition("@")[0] for ds in inputs}:
+                out.append(f"{paper}/{tid}")
+    return out
+
+
+def feature_sets_used() -> list[str]:
+    """Every backbone feature set (``<image set>@<space>``) a job of some spec runs on."""
+    return sorted({ds for paper in list_papers() for job in load_spec(paper).jobs.values()
+                   for ds in job.get("datasets", []) if "@" in ds})

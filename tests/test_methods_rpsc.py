@@ -159,3 +159,16 @@ def test_image_set_to_backbone_views_and_rpsc(tmp_path, monkeypatch, dataset):
     out = get_method("rpsc")(data, {"n_heads": 2, "epochs": 1, "num_repeat": 1, "semi_iters": 5, "semi_ne": 5, "semi_tau_t": 0.0},
                              ctx(0, data.n_classes))
     assert len(out["self"].labels) == len(data) and len(out["semi"].labels) == len(data)
+
+
+def test_missing_view_pool_names_the_command(tmp_path):
+    from dcrepro.backbones.views import load_views
+    from dcrepro.data import DataNotAvailable
+    from dcrepro.data.feature_sets import write_feature_set
+
+    write_feature_set("cifar10@moco", np.eye(4, dtype=np.float32), np.arange(4), {}, {}, tmp_path)
+    data = load_dataset("cifar10@moco", tmp_path)
+    with pytest.raises(DataNotAvailable, match="dcrepro.backbones.views --dataset cifar10"):
+        load_views(data)
+    with pytest.raises(DataNotAvailable):
+        get_method("rpsc")(data, {}, ctx(c=4))

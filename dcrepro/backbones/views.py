@@ -167,7 +167,7 @@ def load_views(data, root=None) -> tuple[np.ndarray, np.ndarray]:
     """(weak W×n×D, strong S×n×D) float32 view features aligned with the rows of feature set ``data``.
 
     ``data`` is a feature :class:`~dcrepro.data.Dataset` (possibly a subset: rows are matched to the cached clean
-    features by value). Raises FileNotFoundError with the command that makes the pool when it is missing.
+    features by value). Raises DataNotAvailable with the command that makes the pool when it is missing.
     """
     base, space = data.meta.get("base"), data.meta.get("space")
     if base is None or space is None:
@@ -175,7 +175,9 @@ def load_views(data, root=None) -> tuple[np.ndarray, np.ndarray]:
     path = views_path(f"{base}@{space}", root if root is not None else data.meta.get("root"))
     if not path.is_file():
         method = "moco" if space == "moco" else "simclr"
-        raise FileNotFoundError(
+        from ..data import DataNotAvailable
+
+        raise DataNotAvailable(
             f"view features of {base}@{space} are missing ({path}); make them with the trained backbone:\n"
             f"  python -m dcrepro.backbones.views --dataset {base} --method {method} --weak 4 --strong 8")
     with np.load(path, allow_pickle=False) as z:

@@ -23,7 +23,7 @@ import numpy as np
 
 from .dataset import DataNotAvailable, Dataset
 
-__all__ = ["FeatureSpace", "FEATURE_SPACES", "PAPER_FEATURE_SETS", "list_feature_sets", "is_feature_name",
+__all__ = ["FeatureSpace", "FEATURE_SPACES", "list_feature_sets", "is_feature_name",
            "split_feature_name", "resolve_feature_name", "feature_path", "is_feature_available", "feature_status",
            "make_command", "load_feature_set", "write_feature_set"]
 
@@ -61,15 +61,12 @@ FEATURE_SPACES: dict[str, FeatureSpace] = {s.name: s for s in (
                  "(as SPICE's feas_moco_512_l2)", "resnet18", 1000, 256),
 )}
 
-PAPER_FEATURE_SETS = ("cifar10@simclr_h", "cifar10@simclr_z", "stl10@simclr_h", "stl10@simclr_z",
-                      "cifar100_20@simclr_h", "cifar100_20@simclr_z", "imagenet10@simclr_h",
-                      "cifar10@moco", "cifar100_20@moco")
-"""The feature sets the target tables use (DCSS Tables 1, 3, 4: SimCLR; Table 5: MoCo)."""
-
-
 def list_feature_sets() -> list[str]:
-    """Ids of the feature sets the target tables use (any ``<image set>@<space>`` pair is loadable)."""
-    return list(PAPER_FEATURE_SETS)
+    """Ids of the feature sets the specs' jobs use, derived from ``benchmarks/*.toml`` (any
+    ``<image set>@<space>`` pair is loadable)."""
+    from ..spec import feature_sets_used
+
+    return feature_sets_used()
 
 
 def is_feature_name(name) -> bool:
@@ -78,10 +75,10 @@ def is_feature_name(name) -> bool:
 
 def split_feature_name(name: str) -> tuple[str, str]:
     """``'CIFAR-10@simclr_h'`` -> ``('cifar10', 'simclr_h')``; bad parts raise naming the valid choices."""
-    from .registry import REGISTRY, resolve_name
+    from .catalog import REGISTRY, resolve_base
 
     base, _, space = str(name).partition("@")
-    base = resolve_name(base)
+    base = resolve_base(base)
     images = [n for n, s in REGISTRY.items() if s.modality in IMAGE_MODALITIES]
     if base not in images:
         raise ValueError(f"feature set {name!r}: {base!r} is not an image data set; valid image sets: "
@@ -99,9 +96,9 @@ def resolve_feature_name(name: str) -> str:
 
 
 def _root(root) -> Path:
-    from .registry import _root as registry_root
+    from .catalog import _root as catalog_root
 
-    return registry_root(root)
+    return catalog_root(root)
 
 
 def feature_path(name: str, root=None) -> Path:
@@ -138,13 +135,14 @@ def make_command(name: str, root=None, portable: bool = False) -> str:
 
 
 def _missing_message(name: str, root: Path) -> str:
-    from .registry import REGISTRY, _where_from, is_available
+    from .catalog import REGISTRY, _check_file, _source, _where_from
 
     base, space = split_feature_name(name)
     spec, s = REGISTRY[base], FEATURE_SPACES[space]
     path = feature_path(name, root)
     also = "; it writes both SimCLR spaces, H and Z" if s.method == "simclr" else ""
-    if is_available(base, root):
+    images_root, _ = _source(spec, root)
+    if all(_check_file(f, images_root, hashes=False) != "missing" for f in spec.files):
         images = f"The image set {spec.display_name} ({base}) is present under {root / spec.folder}."
     else:
         images = (f"The image set {spec.display_name} ({base}) must be present first (images are read from "
@@ -162,7 +160,7 @@ def load_feature_set(name: str, root=None) -> Dataset:
     DataNotAvailable
         The file is missing (the message gives the ``dcrepro backbone`` command) or unreadable.
     """
-    from .registry import REGISTRY
+    from .catalog import REGISTRY
 
     base, space = split_feature_name(name)
     root = _root(root)
