@@ -30,7 +30,7 @@ import numpy as np
 
 from .aggregate import RowRuns, collect, index_records
 from .readings import DEFAULT
-from .spec import Claim, load_spec
+from .spec import DEFAULT_METRICS, Claim, load_spec
 from .stats import cohen_dz, holm, noninferiority_test, paired_test
 
 __all__ = ["ClaimResult", "check_claims", "OUTCOMES", "CSV_COLUMNS"]
@@ -76,7 +76,7 @@ def _result(c: Claim, ds: str, metric: str, **kw) -> ClaimResult:
 
 
 def _metrics(c: Claim) -> tuple[str, ...]:
-    return c.metrics or ("acc", "nmi")
+    return c.metrics or DEFAULT_METRICS
 
 
 def _health_drop(arms: dict[str, RowRuns], seeds: list[int], metric_output: bool = True) -> tuple[list[int], str]:

@@ -66,7 +66,7 @@ def build_plan(paper: str, tables: list[str] | None = None, rows: list[str] | No
                 if cfg.config_hash in seen:
                     continue
                 seen.add(cfg.config_hash)
-                outs = tuple(spec.job(job).get("outputs", [job]))
+                outs = spec.job_outputs(job)
                 plan += [RunItem(cfg, s, outs) for s in range(seed_offset, seed_offset + n)]
     return plan
 

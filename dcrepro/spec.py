@@ -22,6 +22,8 @@ from .errors import UnknownNameError, choice_error
 from .paths import project_root
 
 BUDGETS = ("quick", "reduced", "full")
+DEFAULT_METRICS = ("acc", "nmi")
+"""Metrics a claim or figure uses when it names none."""
 __all__ = ["BUDGETS", "project_root", "load_spec", "list_papers", "Spec", "RunConfig", "resolve", "RowRef",
            "choice_error", "UnknownNameError", "Claim", "Figure", "check_default_readings"]
 
@@ -151,7 +153,7 @@ class Figure:
     datasets: tuple[str, ...]
     caption: str = ""
     outputs: tuple[str, ...] | None = None
-    metrics: tuple[str, ...] = ("acc", "nmi")
+    metrics: tuple[str, ...] = DEFAULT_METRICS
     seeds: int = 3
     params: dict = field(default_factory=dict)
     budget: str | None = None
@@ -240,7 +242,7 @@ class Spec:
                 if r.job not in self.jobs:
                     raise ValueError(f"{where}: [tables.{tid}] row {row!r} -> unknown job {r.job!r}; "
                                      f"valid jobs: {', '.join(self.jobs)}")
-                outs = self.jobs[r.job].get("outputs", [r.job])
+                outs = self.job_outputs(r.job)
                 if r.output not in outs:
                     raise ValueError(f"{where}: [tables.{tid}] row {row!r} -> unknown output {r.output!r} of "
                                      f"job {r.job!r}; valid outputs: {', '.join(outs)}")
@@ -339,6 +341,10 @@ class Spec:
 
     def table_datasets(self, tid: str) -> list[str]:
         return list(self.table(tid).get("datasets", []))
+
+    def job_outputs(self, name: str) -> tuple[str, ...]:
+        """The outputs (table rows) a run of job ``name`` yields: its ``outputs``, else the job's own name."""
+        return tuple(self.job(name).get("outputs", [name]))
 
     def job_datasets(self, name: str) -> list[str]:
         return list(self.job(name).get("datasets", []))

@@ -36,7 +36,7 @@ def sweep_configs(paper: str, fid: str, budget: str = "reduced", variant=None) -
 
 
 def figure_outputs(paper: str, fig: Figure) -> tuple[str, ...]:
-    return fig.outputs or tuple(load_spec(paper).job(fig.job).get("outputs", [fig.job]))
+    return fig.outputs or load_spec(paper).job_outputs(fig.job)
 
 
 def sweep_frame(paper: str, fid: str, records, budget: str = "reduced", variant=None) -> pd.DataFrame:
