@@ -264,7 +264,7 @@ def render_table(paper: str, table: str, budget: str, store: Store, mode: str = 
 
     index = index_records(store, paper)
     cells = table_cells(paper, table, budget, index, mode)
-    nd = 2
+    nd = 3 if load_spec(paper).meta.get("scale") == "fraction" else 2  # as the paper prints (RPSC: 0.xxx)
     cols = list(dict.fromkeys(zip(cells["dataset"], cells["metric"])))
     rows = list(dict.fromkeys(cells["row"]))
     idx = {(r.row, r.dataset, r.metric): r for _, r in cells.iterrows()}

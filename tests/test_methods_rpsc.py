@@ -123,6 +123,10 @@ def test_variants_and_errors():
         fn(data, dict(base, heads=3), ctx())
     with pytest.raises(ValueError, match="one_minus_d"):
         fn(data, dict(base, scl_confidence="maybe"), ctx())
+    with pytest.raises(ValueError, match="semi_network"):
+        fn(data, dict(base, semi_network="full"), ctx())
+    with pytest.raises(ValueError, match="selflabel_losses"):
+        get_method("scan")(data, dict(QUICK["scan"], selflabel_losses=["mse"]), ctx())
     with pytest.raises(ValueError, match="valid parameters"):
         get_method("scan")(data, dict(QUICK["scan"], epochs=2), ctx())
     with pytest.raises(ValueError, match="features"):

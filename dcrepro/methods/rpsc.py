@@ -63,6 +63,7 @@ SCL_CONFIDENCE = ("none", "d", "one_minus_d")
 LOSSES = ("scl", "ce")
 BRANCH1 = ("none", "weak")
 BRANCH2 = ("strong", "none")
+SEMI_NETWORKS = ("head", "mlp")
 
 
 @dataclass
@@ -102,6 +103,9 @@ class SelfParams:
     weight_decay: float = 0.0
     """Adam weight decay (C: SPICE)."""
 
+    def __post_init__(self) -> None:
+        check_self(self)
+
 
 @dataclass
 class RPSCParams(SelfParams):
@@ -131,6 +135,13 @@ class RPSCParams(SelfParams):
     """EMA momentum of FreeMatch's self-adaptive threshold statistics (C)."""
     semi_fairness: float = 0.001
     """Weight of FreeMatch's self-adaptive fairness term (C: USB classic-CV 0.001; 0 = eq. 9 literally)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.semi_network not in SEMI_NETWORKS:
+            raise ValueError(f"unknown semi_network {self.semi_network!r}; valid: {list(SEMI_NETWORKS)}")
+        if self.semi_iters < 1 or self.semi_batch < 1 or self.semi_uratio < 1 or self.semi_ne < 1:
+            raise ValueError("semi_iters, semi_batch, semi_uratio and semi_ne must be >= 1")
 
 
 def check_self(p: SelfParams) -> None:
@@ -285,7 +296,6 @@ def _selection_losses(heads: Heads, X: torch.Tensor, p: SelfParams, gen: torch.G
 def train_self(X: torch.Tensor, weak: torch.Tensor, strong: torch.Tensor, n_clusters: int, p: SelfParams,
                gen: torch.Generator, log=None) -> tuple[Heads, int, dict]:
     """Train the heads (RPSC-Self / SPICE-Self); returns (heads, selected head, info)."""
-    check_self(p)
     if p.branch1_aug == "weak" and len(weak) == 0 or p.branch2_aug == "strong" and len(strong) == 0:
         raise ValueError("the view pool lacks the weak or strong views these settings need")
     heads = Heads(p.n_heads, X.shape[1], p.head_hidden, n_clusters, gen)
@@ -375,8 +385,6 @@ def _fairness(logits_s: torch.Tensor, mask: torch.Tensor, p_model: torch.Tensor,
 def run_semi(X, weak, strong, heads: Heads, best: int, n_clusters: int, p: RPSCParams, gen: torch.Generator,
              log=None) -> RowOutput:
     """RPSC-Semi (eq. 6-9) on cached features; returns the 'semi' output."""
-    if p.semi_network not in ("head", "mlp"):
-        raise ValueError(f"unknown semi_network {p.semi_network!r}; valid: ['head', 'mlp']")
     if len(weak) == 0 or len(strong) == 0:
         raise ValueError("RPSC-Semi needs weak and strong views in the view pool")
     t0 = time.time()

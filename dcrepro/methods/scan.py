@@ -75,6 +75,15 @@ class SCANParams:
     scl_denominator: bool = True
     """Eq. 4's denominator."""
 
+    def __post_init__(self) -> None:
+        bad = [s for s in self.selflabel_losses if s not in SELFLABEL_LOSSES]
+        if bad or self.scl_confidence not in ("none", "centre"):
+            raise ValueError(f"selflabel_losses must be a subset of {list(SELFLABEL_LOSSES)} and scl_confidence one "
+                             f"of ['none', 'centre']; got {self.selflabel_losses}, {self.scl_confidence!r}")
+        for name in ("n_neighbors", "n_heads", "head_hidden", "scan_batch", "selflabel_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+
 
 def mine_neighbors(X: torch.Tensor, k: int, batch: int = 2048) -> torch.Tensor:
     """N×k indices of each row's k cosine nearest neighbours (itself excluded)."""
@@ -150,10 +159,6 @@ def _selflabel(model, X, weak, strong, loss_name: str, p: SCANParams, gen: torch
 @register_method("scan", params=SCANParams)
 def run_scan(data, params: dict, ctx: RunContext) -> dict[str, RowOutput]:
     p = params_from_dict(SCANParams, params, "scan")
-    bad = [s for s in p.selflabel_losses if s not in SELFLABEL_LOSSES]
-    if bad or p.scl_confidence not in ("none", "centre"):
-        raise ValueError(f"selflabel_losses must be a subset of {list(SELFLABEL_LOSSES)} and scl_confidence one "
-                         f"of ['none', 'centre']; got {p.selflabel_losses}, {p.scl_confidence!r}")
     gen = torch.Generator().manual_seed(int(ctx.seed))
     X, weak, strong = load_inputs(data)
     if len(weak) == 0 or len(strong) == 0:
