@@ -11,6 +11,13 @@ A method is registered with :func:`register_method` and called by the runner as:
   rejects unknown keys and names the valid ones.
 * ``ctx``    -- a :class:`RunContext` (seed, device, number of clusters, cache dir, logger).
 
+Seeding: the runner calls :func:`dcrepro.seeding.seed_everything` with the run's seed before the method;
+a method draws every further stream it needs (batch order, initialisation, noise) from
+``derive_seed(ctx.seed, "<stream name>")`` (a numpy Generator or a torch.Generator), so that adding a module to
+one arm of a comparison does not shift the others' random numbers. Older modules that draw from the global
+torch RNG keep doing so (their stored numbers depend on it); DEC-CRL's ``rng_streams`` reading runs them
+with per-module streams.
+
 One run may yield several table rows (a DCSS run gives AE + k-means, DCSSu and DCSS): return one
 :class:`RowOutput` per output; the spec maps table rows to ``job:output`` pairs, so nothing is
 trained twice. The runner computes ACC/NMI/ARI from ``RowOutput.labels``; extra measured numbers
