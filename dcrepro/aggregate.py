@@ -199,8 +199,8 @@ class AcceptedReference:
         self.store = store
 
     def band(self, cell: Cell, rr: RowRuns, ref_row) -> tuple[str | None, object]:
-        if get_metric(cell.ours_metric).scale == "seconds":  # hardware- and load-dependent: never gated
-            return "seconds_not_compared", None
+        if get_metric(cell.ours_metric).scale == "seconds" or "time" in cell.ours_metric:
+            return "seconds_not_compared", None  # timings and time shares follow the machine's load: never gated
         acc = self.store.accepted(rr.cfg.paper, rr.cfg.job, rr.cfg.dataset, rr.cfg.config_hash)
         base = [to_reference_scale(m[cell.ours_metric], cell.scale) for (s, o), m in acc.items()
                 if o == rr.output and cell.ours_metric in m]
