@@ -478,16 +478,23 @@ def load_inputs(data) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return as_t(X), as_t(weak), as_t(strong)
 
 
-@register_method("rpsc", params=RPSCParams)
-def run_rpsc(data, params: dict, ctx: RunContext) -> dict[str, RowOutput]:
-    """Outputs 'self' (RPSC-Self, or its ablations / CE variant) and 'semi' (RPSC; no labels when ``semi`` is off)."""
-    p = params_from_dict(RPSCParams, params, "rpsc")
+def fit_self(data, p, ctx: RunContext):
+    """The self-training stage shared by RPSC and SPICE-Self on cached features: (generator, X, weak, strong,
+    heads, best head, its RowOutput); all randomness from one generator seeded by the run seed."""
     gen = torch.Generator().manual_seed(int(ctx.seed))
     X, weak, strong = load_inputs(data)
     t0 = time.time()
     heads, best, info = train_self(X, weak, strong, ctx.n_clusters, p, gen, ctx.log)
     info["params"] = asdict(p)
-    out = {"self": self_output(heads, best, X, info, t0)}
+    return gen, X, weak, strong, heads, best, self_output(heads, best, X, info, t0)
+
+
+@register_method("rpsc", params=RPSCParams)
+def run_rpsc(data, params: dict, ctx: RunContext) -> dict[str, RowOutput]:
+    """Outputs 'self' (RPSC-Self, or its ablations / CE variant) and 'semi' (RPSC; no labels when ``semi`` is off)."""
+    p = params_from_dict(RPSCParams, params, "rpsc")
+    gen, X, weak, strong, heads, best, out_self = fit_self(data, p, ctx)
+    out = {"self": out_self}
     out["semi"] = (run_semi(X, weak, strong, heads, best, ctx.n_clusters, p, gen, ctx.log) if p.semi else
                    RowOutput(info={"not_run": "semi = false"}))
     return out

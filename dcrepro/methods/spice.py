@@ -11,13 +11,11 @@ the head is selected by the minimum loss (SPICE's "select" checkpoint), never by
 """
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-import torch
 
 from . import RowOutput, RunContext, params_from_dict, register_method
-from .rpsc import SelfParams, load_inputs, self_output, train_self
+from .rpsc import SelfParams, fit_self
 
 
 @dataclass
@@ -33,9 +31,4 @@ class SPICESelfParams(SelfParams):
 @register_method("spice_self", params=SPICESelfParams)
 def run_spice_self(data, params: dict, ctx: RunContext) -> dict[str, RowOutput]:
     p = params_from_dict(SPICESelfParams, params, "spice_self")
-    gen = torch.Generator().manual_seed(int(ctx.seed))
-    X, weak, strong = load_inputs(data)
-    t0 = time.time()
-    heads, best, info = train_self(X, weak, strong, ctx.n_clusters, p, gen, ctx.log)
-    info["params"] = asdict(p)
-    return {"spice_self": self_output(heads, best, X, info, t0)}
+    return {"spice_self": fit_self(data, p, ctx)[-1]}
