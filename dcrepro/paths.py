@@ -3,6 +3,8 @@
 * project root: ``$DCREPRO_HOME``, else the current directory if it has ``benchmarks/``, else the checkout
   this package lives in (specs, reference numbers, generated tables);
 * data root: ``$DCREPRO_DATA``, else ``~/.cache/dcrepro`` (the data sets, laid out like ``shared/data``);
+* backbone feature sets (what ``dcrepro backbone`` writes): ``$DCREPRO_FEATURES``, else ``<data root>/features``
+  (set it where the data root is read-only or shared);
 * result store: ``$DCREPRO_STORE``, else ``results/store.sqlite`` under the project root (quick-budget runs:
   ``results/quick.sqlite``, git-ignored);
 * caches (embeddings, word2vec, decoded images, backbone features of a run): ``$DCREPRO_CACHE``, else the
@@ -15,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["project_root", "data_root", "default_store_path", "cache_root", "output_dir"]
+__all__ = ["project_root", "data_root", "features_root", "default_store_path", "cache_root", "output_dir"]
 
 
 def project_root() -> Path:
@@ -30,6 +32,14 @@ def project_root() -> Path:
 def data_root() -> Path:
     """The data root: ``$DCREPRO_DATA`` if set, else ``~/.cache/dcrepro`` (absolute path)."""
     return Path(os.environ.get("DCREPRO_DATA") or "~/.cache/dcrepro").expanduser().resolve()
+
+
+def features_root(data_root_: str | Path | None = None) -> Path:
+    """Where backbone feature sets live: ``<data_root_>/features`` when a data root is given explicitly, else
+    ``$DCREPRO_FEATURES`` if set, else ``<data root>/features``."""
+    if data_root_ is None and os.environ.get("DCREPRO_FEATURES"):
+        return Path(os.environ["DCREPRO_FEATURES"]).expanduser().resolve()
+    return (Path(data_root_).expanduser().resolve() if data_root_ is not None else data_root()) / "features"
 
 
 def default_store_path(budget: str | None = None) -> Path:

@@ -103,19 +103,31 @@ def _header_lines(paper: str, table: str, budget: str, cells: pd.DataFrame, stor
     return lines
 
 
+VIEW_METHODS = ("rpsc", "scan", "spice_self")
+"""Methods that train on a feature set's cached pool of augmented views (:mod:`dcrepro.backbones.views`)."""
+
+
 def _unavailable_inputs(paper: str, table: str, cells: pd.DataFrame) -> list[str]:
     """For each unavailable input of the table: its name and how to make it (feature sets: the GPU command)."""
-    from .data.feature_sets import is_feature_name, make_command
+    from .data.feature_sets import is_feature_name, make_command, views_command
 
     spec = load_spec(paper)
-    names = []
+    names, with_views = [], set()
     for row, ref in spec.table_rows(table).items():
         for col in set(cells.loc[(cells["row"] == row) & (cells["verdict"] == "data_unavailable"), "dataset"]):
             ds = spec.job_input(table, ref.job, col)
             if ds and ds not in names:
                 names.append(ds)
-    return [f"`{n}` (make it on a GPU: `{make_command(n, portable=True)}`)" if is_feature_name(n)
-            else f"`{n}` (`dcrepro data verify {n}` says which files go where)" for n in sorted(names)]
+            if ds and spec.jobs[ref.job]["method"] in VIEW_METHODS:
+                with_views.add(ds)
+
+    def how(n: str) -> str:
+        if not is_feature_name(n):
+            return f"`{n}` (`dcrepro data verify {n}` says which files go where)"
+        views = f", then its view pool: `{views_command(n, portable=True)}`" if n in with_views else ""
+        return f"`{n}` (make it on a GPU: `{make_command(n, portable=True)}`{views})"
+
+    return [how(n) for n in sorted(names)]
 
 
 def _embedded_inputs(paper: str, table: str, budget: str, store) -> list[str]:

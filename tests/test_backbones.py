@@ -7,7 +7,6 @@ pickle format by tests/_datagen.py), so the file takes seconds. No real data and
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

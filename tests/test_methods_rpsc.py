@@ -176,3 +176,27 @@ def test_missing_view_pool_names_the_command(tmp_path):
         load_views(data)
     with pytest.raises(DataNotAvailable):
         get_method("rpsc")(data, {}, ctx(c=4))
+
+
+def test_features_root_env_holds_backbone_features_and_views(tmp_path, monkeypatch):
+    """A read-only data root: $DCREPRO_FEATURES holds what `dcrepro backbone` and the view pool write, the
+    runner's loaders read them there, and a missing feature set's message names both commands."""
+    from dcrepro.backbones.cli import run_backbone
+    from dcrepro.backbones.views import cache_views, load_views
+    from dcrepro.data import DataNotAvailable
+
+    data_root, feats = tmp_path / "data", tmp_path / "feats"
+    G.write_cifar10(data_root, per_batch=8, seed=0)
+    monkeypatch.setenv("DCREPRO_DATA", str(data_root))
+    monkeypatch.setenv("DCREPRO_FEATURES", str(feats))
+    monkeypatch.setenv("DCREPRO_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(DataNotAvailable, match=r"(?s)dcrepro backbone --dataset cifar10.*backbones.views --dataset cifar10"):
+        load_dataset("cifar10@moco")
+    run_backbone("cifar10", "moco", None, None, "cpu", 0, False, log=lambda s: None,
+                 arch="resnet18", epochs=1, batch_size=8, width=4, queue_size=16)
+    assert (feats / "cifar10" / "moco.npz").is_file() and (feats / "cifar10" / "moco_backbone.pt").is_file()
+    assert not (data_root / "features").exists()
+    cache_views("cifar10", "moco", 1, 1, seed=0, log=lambda s: None)
+    data = load_dataset("cifar10@moco")
+    weak, strong = load_views(data)
+    assert weak.shape == (1, *data.X.shape) and strong.shape == (1, *data.X.shape)

@@ -61,7 +61,8 @@ def run_backbone(dataset: str, method: str = "simclr", out=None, data_root=None,
         A registered image data set (``cifar10``, ``stl10``, ``cifar100_20``, ``imagenet10``, ...).
     method : {'simclr', 'moco'}
     out : path-like, optional
-        Root the feature sets are written under (``<out>/features/<set>/``); default the data root.
+        Root the feature sets are written under (``<out>/features/<set>/``); default ``$DCREPRO_FEATURES``
+        if set, else the data root's ``features/``.
     data_root : path-like, optional
         Where the images are read from; default ``$DCREPRO_DATA``.
     device : {'auto', 'cpu', 'cuda'}
@@ -85,7 +86,6 @@ def run_backbone(dataset: str, method: str = "simclr", out=None, data_root=None,
     import torch
 
     from ..data import load_dataset
-    from ..data.registry import _root
     from ..envinfo import device_name, git_revision, resolve_device, versions
     from ..methods import params_from_dict
     from ..seeding import seed_everything
@@ -102,7 +102,7 @@ def run_backbone(dataset: str, method: str = "simclr", out=None, data_root=None,
     space = next(s for s in FEATURE_SPACES.values() if s.method == method).name
     base, _ = split_feature_name(f"{dataset}@{space}")  # a registered image set, or a clear error
     device = resolve_device(device)
-    out_root = _root(out if out is not None else data_root)
+    out_root = out if out is not None else data_root  # None: $DCREPRO_FEATURES, else the data root
     seed_everything(seed)
 
     data = load_dataset(base, data_root, verify=verify, image_size=image_size)
@@ -182,7 +182,7 @@ def register(subparsers) -> None:
         p.add_argument(flag, dest=field, type=typ, default=None, choices=choices.get(flag),
                        help=f"default: the method's {field}{unit}")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--out", default=None, help="root the features go under (default: the data root)")
+    p.add_argument("--out", default=None, help="root the features go under, as <out>/features/ (default: $DCREPRO_FEATURES if set, else the data root)")
     p.add_argument("--data-root", default=None, help="image data root (default: $DCREPRO_DATA or ~/.cache/dcrepro)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=None, help="resize ImageFolder sets (ImageNet-10) to this side")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.feature_sets import FEATURES_DIR, write_feature_set
+from ..data.feature_sets import features_dir, write_feature_set
 from .augment import to_float
 
 __all__ = ["encode_images", "write_features", "save_checkpoint"]
@@ -52,9 +52,9 @@ def write_features(base: str, feats: dict[str, np.ndarray], data, recipe: dict, 
 def save_checkpoint(model: nn.Module, base: str, method: str, recipe: dict, root) -> Path:
     """Atomically save the trained backbone (``state_dict`` + recipe).
 
-    The file is ``<root>/features/<base>/<method>_backbone.pt``.
+    The file is ``<features dir>/<base>/<method>_backbone.pt`` (:func:`~dcrepro.data.feature_sets.features_dir`).
     """
-    path = Path(root) / FEATURES_DIR / base / f"{method}_backbone.pt"
+    path = features_dir(root) / base / f"{method}_backbone.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)

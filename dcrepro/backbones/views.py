@@ -24,12 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.feature_sets import (
-    FEATURES_DIR,
-    _atomic_write,
-    feature_path,
-    split_feature_name,
-)
+from ..data.feature_sets import _atomic_write, feature_path, features_dir, split_feature_name, views_command
 from .augment import to_float
 
 __all__ = [
@@ -125,13 +120,11 @@ def cache_views(dataset: str, method: str = "moco", n_weak: int = 4, n_strong: i
     """Encode the view pool of ``<dataset>@<space>`` with the trained ``<method>_backbone.pt`` under ``root``."""
     from ..data import load_dataset
     from ..data.feature_sets import load_feature_set
-    from ..data.registry import _root
     from ..methods import params_from_dict
     from ..seeding import seed_everything
     from .cli import _build, _params_cls
 
-    root = _root(root)
-    ckpt = root / FEATURES_DIR / dataset / f"{method}_backbone.pt"
+    ckpt = features_dir(root) / dataset / f"{method}_backbone.pt"
     if not ckpt.is_file():
         raise FileNotFoundError(f"no trained backbone at {ckpt}; run `dcrepro backbone --dataset {dataset} "
                                 f"--method {method} ...` first")
@@ -172,14 +165,13 @@ def load_views(data, root=None) -> tuple[np.ndarray, np.ndarray]:
     base, space = data.meta.get("base"), data.meta.get("space")
     if base is None or space is None:
         raise ValueError(f"{data.name}: view features exist only for feature sets '<image set>@<space>'")
-    path = views_path(f"{base}@{space}", root if root is not None else data.meta.get("root"))
+    path = (views_path(f"{base}@{space}", root) if root is not None or "features_dir" not in data.meta
+            else Path(data.meta["features_dir"]) / base / f"{space}_views.npz")
     if not path.is_file():
-        method = "moco" if space == "moco" else "simclr"
         from ..data import DataNotAvailable
 
-        raise DataNotAvailable(
-            f"view features of {base}@{space} are missing ({path}); make them with the trained backbone:\n"
-            f"  python -m dcrepro.backbones.views --dataset {base} --method {method} --weak 4 --strong 8")
+        raise DataNotAvailable(f"view features of {base}@{space} are missing ({path}); make them with the trained "
+                               f"backbone:\n  {views_command(f'{base}@{space}')}")
     with np.load(path, allow_pickle=False) as z:
         weak, strong, clean = z["weak"], z["strong"], z["X"]
     X = np.asarray(data.X, np.float32)
@@ -204,7 +196,9 @@ def main(argv=None) -> int:
     ap.add_argument("--method", default="moco", choices=["moco", "simclr"])
     ap.add_argument("--weak", type=int, default=4)
     ap.add_argument("--strong", type=int, default=8)
-    ap.add_argument("--root", default=None, help="data root (default $DCREPRO_DATA)")
+    ap.add_argument("--root", default=None, help="data root: images from <root>, backbone and features under "
+                    "<root>/features (default: images from $DCREPRO_DATA, features under $DCREPRO_FEATURES if set, "
+                    "else $DCREPRO_DATA/features)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args(argv)

@@ -25,7 +25,7 @@ from .dataset import DataNotAvailable, Dataset
 
 __all__ = ["FeatureSpace", "FEATURE_SPACES", "list_feature_sets", "is_feature_name",
            "split_feature_name", "resolve_feature_name", "feature_path", "is_feature_available", "feature_status",
-           "make_command", "load_feature_set", "write_feature_set"]
+           "make_command", "views_command", "features_dir", "load_feature_set", "write_feature_set"]
 
 FEATURES_DIR = "features"
 IMAGE_MODALITIES = ("grey", "rgb")
@@ -101,10 +101,18 @@ def _root(root) -> Path:
     return catalog_root(root)
 
 
+def features_dir(root=None) -> Path:
+    """``<root>/features`` for an explicit data root, else :func:`dcrepro.paths.features_root`
+    (``$DCREPRO_FEATURES``, else ``<data root>/features``)."""
+    from ..paths import features_root
+
+    return features_root(None if root is None else _root(root))
+
+
 def feature_path(name: str, root=None) -> Path:
-    """``<root>/features/<image set>/<space>.npz``."""
+    """``<features dir>/<image set>/<space>.npz`` (:func:`features_dir`)."""
     base, space = split_feature_name(name)
-    return _root(root) / FEATURES_DIR / base / f"{space}.npz"
+    return features_dir(root) / base / f"{space}.npz"
 
 
 def is_feature_available(name: str, root=None) -> bool:
@@ -115,8 +123,8 @@ def is_feature_available(name: str, root=None) -> bool:
 def feature_status(name: str, root=None, *, hashes: bool = True) -> dict:
     """Same keys as :func:`dcrepro.data.dataset_status`; 'checked' is 'recipe' (no published checksum)."""
     base, space = split_feature_name(name)
-    root = _root(root)
     path = feature_path(name, root)
+    root = features_dir(root).parent
     present = path.is_file()
     rel = str(path.relative_to(root))
     return {"name": f"{base}@{space}", "status": "present" if present else "missing",
@@ -126,20 +134,32 @@ def feature_status(name: str, root=None, *, hashes: bool = True) -> dict:
 
 def make_command(name: str, root=None, portable: bool = False) -> str:
     """The ``dcrepro backbone`` command line that writes feature set ``name`` under ``root``
-    (``portable``: under ``$DCREPRO_DATA`` as written, for committed tables that must not name this machine's paths)."""
+    (``portable``: under ``$DCREPRO_DATA`` as written, for committed tables that must not name this machine's paths;
+    no ``root`` and no ``portable``: where the runner reads it, ``$DCREPRO_FEATURES`` or the data root)."""
     base, space = split_feature_name(name)
     s = FEATURE_SPACES[space]
-    out = '"$DCREPRO_DATA"' if portable else _root(root)
+    out = ' --out "$DCREPRO_DATA"' if portable else f" --out {_root(root)}" if root is not None else ""
     return (f"dcrepro backbone --dataset {base} --method {s.method} --arch {s.arch} --epochs {s.epochs} "
-            f"--batch-size {s.batch_size} --device cuda --out {out}")
+            f"--batch-size {s.batch_size} --device cuda{out}")
 
 
-def _missing_message(name: str, root: Path) -> str:
+def views_command(name: str, root=None, portable: bool = False) -> str:
+    """The command that encodes the pool of weak and strong views of feature set ``name`` with its trained
+    backbone (SCAN, SPICE and RPSC train on cached views: :mod:`dcrepro.backbones.views`)."""
+    base, space = split_feature_name(name)
+    where = ' --root "$DCREPRO_DATA"' if portable else f" --root {_root(root)}" if root is not None else ""
+    return (f"python -m dcrepro.backbones.views --dataset {base} --method {FEATURE_SPACES[space].method} "
+            f"--weak 4 --strong 8 --device cuda{where}")
+
+
+def _missing_message(name: str, root: Path | None) -> str:
     from .catalog import REGISTRY, _check_file, _source, _where_from
 
     base, space = split_feature_name(name)
     spec, s = REGISTRY[base], FEATURE_SPACES[space]
     path = feature_path(name, root)
+    command = make_command(name, root)
+    root = _root(root)
     also = "; it writes both SimCLR spaces, H and Z" if s.method == "simclr" else ""
     images_root, _ = _source(spec, root)
     if all(_check_file(f, images_root, hashes=False) != "missing" for f in spec.files):
@@ -148,8 +168,8 @@ def _missing_message(name: str, root: Path) -> str:
         images = (f"The image set {spec.display_name} ({base}) must be present first (images are read from "
                   f"--data-root, default $DCREPRO_DATA); it is missing under {root}: {_where_from(spec, root)}")
     return (f"feature set {base}@{space} ({spec.display_name}, {s.label}: {s.description}) is not available: "
-            f"{path} does not exist.\nMake it on a GPU machine (hours{also}) with\n  {make_command(name, root)}\n"
-            f"{images}")
+            f"{path} does not exist.\nMake it on a GPU machine (hours{also}) with\n  {command}\n"
+            f"and, for SCAN, SPICE and RPSC, its pool of augmented views with\n  {views_command(name)}\n{images}")
 
 
 def load_feature_set(name: str, root=None) -> Dataset:
@@ -163,7 +183,6 @@ def load_feature_set(name: str, root=None) -> Dataset:
     from .catalog import REGISTRY
 
     base, space = split_feature_name(name)
-    root = _root(root)
     path = feature_path(name, root)
     if not path.is_file():
         raise DataNotAvailable(_missing_message(name, root))
@@ -178,10 +197,11 @@ def load_feature_set(name: str, root=None) -> Dataset:
         data = Dataset(f"{base}@{space}", "features", X, y, spec.n_classes, splits)
     except (ValueError, OSError, KeyError, EOFError) as e:
         raise DataNotAvailable(f"feature set {base}@{space}: {path} could not be read: {type(e).__name__}: {e}\n"
-                               f"Re-create it with\n  {make_command(name, root)}") from e
+                               f"Re-create it with\n  {make_command(name, root if root is None else _root(root))}") from e
     data.meta = {"display_name": f"{spec.display_name} ({FEATURE_SPACES[space].label})", "base": base,
                  "space": space, "source": f"{FEATURE_SPACES[space].label} features of {spec.source}",
-                 "root": str(root), "files": [str(path.relative_to(root))], "recipe": recipe,
+                 "root": str(_root(root)), "features_dir": str(path.parent.parent), "files": [str(path)],
+                 "recipe": recipe,
                  "expected_samples": spec.n_samples, "splits_protocol": spec.splits}
     return data
 
