@@ -85,7 +85,7 @@ def cmd_run(a) -> int:
         counts = execute_slurm(plan, a.store, a.device, a.force, opts, progress=not a.quiet)
     else:
         counts = execute(plan, a.store, a.device, a.workers, a.force, progress=not a.quiet, threads=a.threads,
-                         workers_per_gpu=a.workers_per_gpu or 0)
+                         workers_per_gpu=a.workers_per_gpu or 0, seeds_per_process=a.seeds_per_process)
     print("outcome:", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return _run_verdict(plan, counts, missing, a.store)
 
@@ -323,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_count, default=1, help="parallel CPU worker processes")
     p.add_argument("--threads", type=_count, default=None,
                    help="torch/BLAS threads of a sequential run (1 when other jobs share the CPU)")
+    p.add_argument("--seeds-per-process", type=_count, default=1,
+                   help="train up to this many seeds of one config at once (stacked parameters) where the method "
+                        "has a batched implementation (DCSS, the DEC family, DAC's head); one record per seed")
     p.add_argument("--executor", default="local", choices=["local", "slurm"],
                    help="local: this machine (process pool); slurm: submitit job arrays (README: Scale-out)")
     p.add_argument("--workers-per-gpu", type=_count, default=None,

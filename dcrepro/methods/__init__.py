@@ -37,7 +37,8 @@ import numpy as np
 from ..errors import UnknownNameError, choice_error
 from ..paths import cache_root
 
-__all__ = ["RunContext", "RowOutput", "register_method", "get_method", "list_methods", "method_params", "params_from_dict"]
+__all__ = ["RunContext", "RowOutput", "register_method", "register_batched", "get_method", "get_batched", "list_methods",
+           "method_params", "params_from_dict"]
 
 
 @dataclass
@@ -76,7 +77,9 @@ class RowOutput:
 
 
 MethodFn = Callable[[Any, dict, RunContext], "dict[str, RowOutput]"]
+BatchedFn = Callable[[Any, dict, "list[RunContext]"], "list[dict[str, RowOutput]]"]
 _REGISTRY: dict[str, MethodFn] = {}
+_BATCHED: dict[str, BatchedFn] = {}
 _PARAMS: dict[str, type] = {}
 _BROKEN: dict[str, str] = {}  # module -> why it could not be imported (an optional dependency missing)
 
@@ -128,6 +131,29 @@ def get_method(name: str) -> MethodFn:
         raise choice_error("method", name, sorted(_REGISTRY)) if not broken else \
             UnknownNameError(f"unknown method {name!r}; valid methods: {', '.join(sorted(_REGISTRY))}{broken}")
     return _REGISTRY[name]
+
+
+def register_batched(name: str) -> Callable[[BatchedFn], BatchedFn]:
+    """Decorator: a seeds-batched implementation of the registered method ``name``.
+
+    ``fn(data, params, ctxs) -> [outputs of ctxs[0], outputs of ctxs[1], ...]`` trains one model per context
+    (same data and params, one seed each) in one process, e.g. with stacked parameters, and must give each seed
+    the outputs the one-seed method gives it (labels equal up to float reassociation; ``tests/test_batched.py``).
+    The runner uses it for ``dcrepro run --seeds-per-process S``; the store still gets one record per seed."""
+
+    def deco(fn: BatchedFn) -> BatchedFn:
+        if name in _BATCHED and _BATCHED[name] is not fn:
+            raise ValueError(f"batched method {name!r} registered twice")
+        _BATCHED[name] = fn
+        return fn
+
+    return deco
+
+
+def get_batched(name: str) -> BatchedFn | None:
+    """The seeds-batched implementation of method ``name``, or None when it has only the one-seed path."""
+    get_method(name)
+    return _BATCHED.get(name)
 
 
 def method_params(name: str) -> type | None:
