@@ -9,7 +9,10 @@ Called by :mod:`dcrepro.methods.dcss`, :mod:`~dcrepro.methods.dec`, :mod:`~dcrep
 * :func:`pretrain_autoencoder`: reconstruction pre-training (Adam 1e-3, MSE), cached on disk under
   ``ctx.cache_dir / "ae"`` so that all methods run on the same (data, seed, budget) share one AE;
 * small helpers the methods share: :func:`batches`, :func:`encode`, :func:`kmeans_on`,
-  :func:`labels_score`, :func:`sq_dist`.
+  :func:`labels_score`, :func:`sq_dist`;
+* the seeds-batched start (S seeds in one process, stacked parameters, :mod:`~dcrepro.methods.stacked`):
+  :func:`pretrained_start_batched`, :func:`pretrain_autoencoder_batched` (same cache files as the one-seed
+  path), :func:`encode_stacked`, :func:`seed_batches` and :func:`reseed_after_pretrain`.
 """
 from __future__ import annotations
 
@@ -27,11 +30,13 @@ from sklearn.cluster import KMeans
 from torch import nn
 
 from ..seeding import derive_seed, seed_everything
+from .stacked import Stacked
 
 __all__ = [
     "AEParams", "MLPAEParams", "ConvAE28", "MLPAE", "build_autoencoder", "resolve_arch", "prepare_inputs",
     "pretrain_autoencoder", "pretrained_start", "batches", "sq_dist", "encode", "kmeans_on", "labels_score",
-    "selection_labels", "x_method_info", "ARCHS",
+    "selection_labels", "x_method_info", "ARCHS", "pretrain_autoencoder_batched", "pretrained_start_batched",
+    "encode_stacked", "seed_batches", "reseed_after_pretrain",
 ]
 
 ARCHS = ("auto", "conv28", "mlp")
@@ -230,22 +235,24 @@ class _ShapedMLPAE(nn.Module):
 
 
 def prepare_inputs(data) -> torch.Tensor:
-    """Turn ``data.X`` into a float32 tensor: images -> ``N×C×H×W`` in [0, 1]; features as they are.
+    """Turn ``data.X`` into a tensor of torch's default dtype (float32 unless a test sets float64): images ->
+    ``N×C×H×W`` in [0, 1]; features as they are.
 
     uint8 images are divided by 255 (``ToTensor()`` of the official code); float images are kept as they
     are (USPS in [0, 1]). Text data are rejected: these AEs take images or feature vectors.
     """
     modality = getattr(data, "modality", None)
     X = np.asarray(data.X)
+    dtype = torch.empty((), dtype=torch.get_default_dtype()).numpy().dtype
     if modality in ("grey", "rgb"):
         if X.ndim == 3:  # N×H×W
             X = X[..., None]
         if X.ndim != 4:
             raise ValueError(f"{data.name}: images must be N×H×W×C; got shape {X.shape}")
-        Xf = X.astype(np.float32) / 255.0 if X.dtype == np.uint8 else X.astype(np.float32)
+        Xf = X.astype(dtype) / 255.0 if X.dtype == np.uint8 else X.astype(dtype)
         return torch.from_numpy(np.ascontiguousarray(Xf.transpose(0, 3, 1, 2)))
     if modality == "features":
-        return torch.from_numpy(np.ascontiguousarray(X.reshape(len(X), -1), dtype=np.float32))
+        return torch.from_numpy(np.ascontiguousarray(X.reshape(len(X), -1), dtype=dtype))
     raise ValueError(f"{getattr(data, 'name', '?')}: modality {modality!r} is not supported by the AE methods; "
                      "valid modalities: ['grey', 'rgb', 'features']")
 
@@ -374,10 +381,7 @@ def pretrain_autoencoder(data, X: torch.Tensor, params: AEParams, ctx) -> tuple[
         ``time_pretrain_s`` (time spent here, loading included).
     """
     t0 = time.perf_counter()
-    for name in ("pretrain_epochs", "pretrain_batch_size"):
-        if getattr(params, name) < (0 if name == "pretrain_epochs" else 1):
-            raise ValueError(f"{name} must be {'>= 0' if name == 'pretrain_epochs' else '>= 1'}; "
-                             f"got {getattr(params, name)}")
+    _check_pretrain_params(params)
     arch = resolve_arch(params.arch, tuple(X.shape[1:]))
     labels = selection_labels(params, ctx)
     key = _cache_key(data_digest(data, X), arch, params, ctx.seed, labels)
@@ -451,3 +455,152 @@ def pretrained_start(data, params: AEParams, ctx) -> tuple[torch.Tensor, nn.Modu
     ae, info = pretrain_autoencoder(data, X, params, ctx)
     km = kmeans_on(encode(ae, X, ctx.device), ctx.n_clusters, ctx.seed, params.kmeans_n_init)
     return X, ae, info, km
+
+
+# ----------------------------------------------------------------------------------------------------
+# seeds-batched pre-training (S seeds' AEs trained at once with stacked parameters; methods/stacked.py)
+
+
+def reseed_after_pretrain(seed: int) -> None:
+    """Seed the global RNGs as :func:`pretrain_autoencoder` leaves them for ``seed`` (cache hit or miss).
+
+    The batched path leaves them so for its first seed only; a batched caller that draws from the global
+    RNGs afterwards (e.g. initialises a layer) reproduces each seed's draws by calling this before that
+    seed's draws, seed after seed, or uses explicit generators seeded from ``derive_seed``.
+    """
+    seed_everything(derive_seed(seed, "after_pretrain"))
+
+
+def _one_device(ctxs) -> str:
+    devices = {str(c.device) for c in ctxs}
+    if len(devices) != 1:
+        raise ValueError(f"a seeds batch runs on one device; got {sorted(devices)}")
+    return ctxs[0].device
+
+
+@torch.no_grad()
+def encode_stacked(aes: Stacked, X: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+    """S×N×d codes of all S stacked AEs in eval mode, on ``X``'s device (``X``: N×..., shared by the seeds).
+
+    The batched :func:`encode`; the train/eval state is restored afterwards.
+    """
+    was = aes.training
+    aes.eval()
+    out = torch.cat([aes.call("encode", X[i:i + batch_size], in_dims=None) for i in range(0, len(X), batch_size)],
+                    dim=1)
+    aes.train(was)
+    return out
+
+
+def seed_batches(n: int, batch_size: int, rngs: list[np.random.Generator], device) -> tuple[torch.Tensor, ...]:
+    """One epoch of :func:`batches` for S seeds at once: S×B index tensors on ``device``, seed s's row drawn
+    from ``rngs[s]`` exactly as :func:`batches` draws (the batch sizes depend on ``n`` only, so all seeds
+    share them)."""
+    perm = torch.from_numpy(np.stack([rng.permutation(n) for rng in rngs])).to(device)
+    return torch.tensor_split(perm, max(1, n // batch_size), dim=1)
+
+
+def _check_pretrain_params(params: AEParams) -> None:
+    for name in ("pretrain_epochs", "pretrain_batch_size"):
+        if getattr(params, name) < (0 if name == "pretrain_epochs" else 1):
+            raise ValueError(f"{name} must be {'>= 0' if name == 'pretrain_epochs' else '>= 1'}; "
+                             f"got {getattr(params, name)}")
+
+
+def _pretrain_stacked(aes: Stacked, X: torch.Tensor, params: AEParams, seeds: list[int]) -> list[list[float]]:
+    """:func:`_pretrain` (last epoch kept) for S stacked AEs, ``X`` on their device; per-seed epoch losses."""
+    rngs = [np.random.default_rng(derive_seed(s, "pretrain_batches")) for s in seeds]
+    opt = torch.optim.Adam(aes.parameters(), lr=params.pretrain_lr)
+    totals = torch.zeros(params.pretrain_epochs, aes.n, dtype=torch.float64, device=X.device)
+    aes.train()
+    for epoch in range(params.pretrain_epochs):
+        for idx in seed_batches(len(X), params.pretrain_batch_size, rngs, X.device):
+            x = X[idx]
+            x_hat, _ = aes(x)
+            loss = (x_hat - x).pow(2).flatten(1).mean(1)  # each seed's mse_loss
+            opt.zero_grad()
+            loss.sum().backward()
+            opt.step()
+            totals[epoch] += loss.detach() * idx.shape[1]
+    return (totals / len(X)).T.tolist()
+
+
+def pretrain_autoencoder_batched(data, X: torch.Tensor, params: AEParams, ctxs) -> tuple[Stacked, list[dict]]:
+    """:func:`pretrain_autoencoder` for S seeds at once (one context per seed, one device).
+
+    Per seed exactly the one-seed recipe: the AE initialised under ``derive_seed(seed, "ae_init")``, its own
+    batch order, the same cache file (same key and format, written atomically per seed; a seed whose file
+    exists is loaded, the others are trained together). Label-based selection (k-means per epoch and seed)
+    runs the one-seed path per seed. The global RNGs are left as the one-seed path leaves them for
+    ``ctxs[0]``; see :func:`reseed_after_pretrain` for the other seeds.
+
+    Returns
+    -------
+    aes : Stacked
+        The S pre-trained AEs on the device, in eval mode.
+    infos : list of dict
+        :func:`pretrain_autoencoder`'s info per seed; ``time_pretrain_s`` is the batch's time / S and
+        ``seeds_per_process`` says S.
+    """
+    t0 = time.perf_counter()
+    device = _one_device(ctxs)
+    if any(selection_labels(params, c) is not None for c in ctxs):
+        pairs = [pretrain_autoencoder(data, X, params, c) for c in ctxs]
+        modules, infos = [ae for ae, _ in pairs], [info for _, info in pairs]
+    else:
+        _check_pretrain_params(params)
+        arch = resolve_arch(params.arch, tuple(X.shape[1:]))
+        digest = data_digest(data, X)
+        modules, infos, todo = [], [], []
+        for i, c in enumerate(ctxs):
+            key = _cache_key(digest, arch, params, c.seed, None)
+            path = Path(c.cache_dir) / "ae" / f"{key}.pt"
+            seed_everything(derive_seed(c.seed, "ae_init"))
+            ae = build_autoencoder(arch, tuple(X.shape[1:]), params.latent_dim).to(device)
+            hist = {}
+            if path.exists():
+                stored = torch.load(path, map_location=device, weights_only=True)
+                ae.load_state_dict(stored["state_dict"])
+                hist = {k: stored[k] for k in ("pretrain_loss", "pretrain_selected_epoch")}
+            else:
+                todo.append((i, path))
+            modules.append(ae)
+            infos.append({"arch": arch, "cache_hit": bool(hist), "cache_key": key, "label_selection": False, **hist})
+        if todo:
+            training = Stacked([modules[i] for i, _ in todo])
+            losses = _pretrain_stacked(training, X.to(device), params, [ctxs[i].seed for i, _ in todo])
+            for j, (i, path) in enumerate(todo):
+                hist = {"pretrain_loss": losses[j], "pretrain_selected_epoch": params.pretrain_epochs - 1}
+                state = training.state_dict(j)
+                modules[i].load_state_dict(state)
+                _atomic_save({"state_dict": state, **hist}, path)
+                infos[i].update(hist)
+    for ae in modules:
+        ae.eval()
+    reseed_after_pretrain(ctxs[0].seed)
+    share = (time.perf_counter() - t0) / len(ctxs)
+    for info in infos:
+        info.update(time_pretrain_s=share, seeds_per_process=len(ctxs))
+    return Stacked(modules).eval(), infos
+
+
+def pretrained_start_batched(data, params: AEParams, ctxs) -> tuple[torch.Tensor, Stacked, list[dict], list[KMeans],
+                                                                      nn.Module]:
+    """:func:`pretrained_start` for S seeds (one context per seed): the seeds-batched common start.
+
+    Returns
+    -------
+    X, aes, ae_infos, kmeans, template
+        Inputs (CPU tensor), the S pre-trained AEs stacked on ``ctxs[0].device`` (eval mode), one
+        :func:`pretrain_autoencoder` info and one fitted sklearn ``KMeans`` per seed, and a one-seed module of
+        the architecture on the device for ``aes.module(s, template)`` (its own weights are meaningless).
+        The global RNGs are left as :func:`pretrain_autoencoder_batched` leaves them.
+    """
+    X = prepare_inputs(data)
+    aes, infos = pretrain_autoencoder_batched(data, X, params, ctxs)
+    device = _one_device(ctxs)
+    Z = encode_stacked(aes, X.to(device)).cpu()
+    kms = [kmeans_on(Z[s], c.n_clusters, c.seed, params.kmeans_n_init) for s, c in enumerate(ctxs)]
+    with torch.random.fork_rng(devices=[]):  # the template's random init must not move the global RNG
+        template = build_autoencoder(infos[0]["arch"], tuple(X.shape[1:]), params.latent_dim).to(device).eval()
+    return X, aes, infos, kms, template

@@ -12,23 +12,28 @@ Model selection is label-free (last epoch) unless the spec enables ``select_by_l
 passes ``ctx.labels_for_selection`` (the official code's best-ACC checkpointing; notes §6 pitfall 1); the
 rows' ``info['model_selection']`` says which was used.
 Equations and values: ``shared/notes/dcss.md`` §1-2; official code ``Armanfard-Lab/DCSS@21663bc``.
+
+:func:`run_dcss_batched` (``dcrepro run --seeds-per-process S``) trains S seeds at once with stacked
+parameters and gives each seed the rows :func:`run_dcss` gives it (``tests/test_batched.py``).
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 
-from ..seeding import derive_seed
-from . import RowOutput, RunContext, params_from_dict, register_method
-from .autoencoders import (AEParams, batches, encode, labels_score, pretrained_start,
-                           selection_labels, sq_dist)
-from .mnet import (MNetParams, check_mnet_params, fuzzy_memberships, membership_sharpness, mnet_health, train_mnet,
-                   update_centres)
+from ..seeding import derive_seed, seed_everything
+from . import RowOutput, RunContext, params_from_dict, register_batched, register_method
+from .autoencoders import (AEParams, batches, encode, encode_stacked, labels_score, pretrained_start,
+                           pretrained_start_batched, seed_batches, selection_labels, sq_dist)
+from .mnet import (MNetParams, check_mnet_params, fuzzy_memberships, membership_sharpness, memberships_stacked,
+                   mnet_health, train_mnet, train_mnet_batched, update_centres, update_centres_stacked)
+from .stacked import Stacked
 
-__all__ = ["DCSSParams", "run_dcss", "PHASE1_MODES"]
+__all__ = ["DCSSParams", "run_dcss", "run_dcss_batched", "PHASE1_MODES"]
 
 PHASE1_MODES = ("successive", "aggregated")
 
@@ -169,3 +174,100 @@ def run_dcss(data, params: dict, ctx: RunContext) -> dict[str, RowOutput]:
                                          **mnet_health(h2)},
                                 info={**common, **h2, "phase1_mode": p.phase1_mode})
     return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# seeds-batched DCSS: S seeds in one process, stacked parameters (methods/stacked.py)
+
+
+def _phase1_stacked(aes: Stacked, X: torch.Tensor, centres: torch.Tensor, p: DCSSParams, seeds: list[int],
+                    log) -> tuple[torch.Tensor, list[dict]]:
+    """:func:`_phase1` (label-free) for S stacked AEs; ``X`` on the device, ``centres`` S×K×d. The K successive
+    one-step updates per batch run on all seeds at once (per-seed losses summed; SGD is element-wise, so each
+    seed takes its own step). Loss sums stay on the device until the end."""
+    K = centres.shape[1]
+    aggregated = p.phase1_mode == "aggregated"
+    n_epochs = p.phase1_epochs * (K if aggregated else 1)
+    opt = torch.optim.SGD(aes.parameters(), lr=p.phase1_lr, momentum=p.phase1_momentum)
+    rngs = [np.random.default_rng(derive_seed(s, "phase1_batches")) for s in seeds]
+    losses = {k: torch.vmap(partial(_cluster_loss, beta=p.beta, k=k)) for k in ([None] if aggregated else range(K))}
+    sums = torch.zeros(n_epochs, 3, aes.n, dtype=torch.float64, device=X.device)  # loss, (1b), (1c)
+    updates, steps = [], 0
+    for epoch in range(n_epochs):
+        if epoch >= 1 and (epoch - 1) % p.t1 == 0:
+            centres = update_centres_stacked(aes, X, centres, p.m)
+            updates.append(epoch)
+        aes.train()
+        steps = 0
+        for idx in seed_batches(len(X), p.batch_size, rngs, X.device):
+            x = X[idx]
+            x_hat, z = aes(x)
+            w = memberships_stacked(z.detach(), centres, p.m).pow(p.m)
+            for j, cluster_loss in enumerate(losses.values()):
+                if j > 0:
+                    x_hat, z = aes(x)
+                loss, rec_t, cen_t = cluster_loss(x, x_hat, z, w, centres)
+                opt.zero_grad()
+                loss.sum().backward()
+                opt.step()
+                sums[epoch] += torch.stack([loss, rec_t, cen_t]).detach()
+                steps += 1
+        log(f"dcss phase 1 epoch {epoch + 1}/{n_epochs} ({aes.n} seeds)")
+    means = (sums / max(steps, 1)).cpu().numpy()
+    hists = [{"phase1_loss": means[:, 0, s].tolist(), "phase1_rec": means[:, 1, s].tolist(),
+              "phase1_centring": means[:, 2, s].tolist(), "phase1_centre_updates": list(updates),
+              "phase1_selected_epoch": n_epochs - 1, "phase1_epochs_run": n_epochs} for s in range(aes.n)]
+    return centres, hists
+
+
+@register_batched("dcss")
+def run_dcss_batched(data, params: dict, ctxs: list[RunContext]) -> list[dict[str, RowOutput]]:
+    """:func:`run_dcss` for S seeds (one context each) in one process: the same rows per seed, the AEs and
+    MNets of all seeds trained at once with stacked parameters and the data kept on the device.
+
+    Times are the batch's time / S per phase (``info['seeds_per_process']`` says S). With label-based
+    selection (best-ACC epochs need k-means/ACC per epoch and seed) each seed runs :func:`run_dcss`.
+    """
+    p = params_from_dict(DCSSParams, params, "dcss")
+    if any(selection_labels(p, c) is not None for c in ctxs):
+        outs = []
+        for c in ctxs:
+            seed_everything(c.seed)
+            outs.append(run_dcss(data, params, c))
+        return outs
+    if len({c.n_clusters for c in ctxs}) != 1:
+        raise ValueError(f"a seeds batch needs one K; got n_clusters {sorted({c.n_clusters for c in ctxs})}")
+    S, device, seeds = len(ctxs), ctxs[0].device, [c.seed for c in ctxs]
+    t0 = time.perf_counter()
+    X, aes, ae_infos, kms, template = pretrained_start_batched(data, p, ctxs)
+    t_ae = (time.perf_counter() - t0) / S
+    Xd = X.to(device)
+    common = [{"arch": i["arch"], "n_samples": len(X), "pretrain_cache_hit": i["cache_hit"],
+               "model_selection": "last_epoch", "seeds_per_process": S} for i in ae_infos]
+    outs = [{"ae_kmeans": RowOutput(
+        labels=km.labels_.astype(np.int64),
+        metrics={"time_s": t_ae, "time_pretrain_s": info["time_pretrain_s"]},
+        info={**c, "pretrain_loss": info["pretrain_loss"], "pretrain_selected_epoch": info["pretrain_selected_epoch"],
+              "cache_key": info["cache_key"]})} for km, info, c in zip(kms, ae_infos, common)]
+
+    t1 = time.perf_counter()
+    centres = torch.stack([torch.as_tensor(km.cluster_centers_, dtype=torch.float32) for km in kms]).to(device)
+    centres, hists = _phase1_stacked(aes, Xd, centres, p, seeds, ctxs[0].log)
+    u = memberships_stacked(encode_stacked(aes, Xd), centres, p.m)
+    u_labels, sharpness = u.argmax(2).cpu().numpy(), u.pow(p.m).sum(2).mean(1).tolist()
+    t_p1 = (time.perf_counter() - t1) / S
+    row1 = "dcssagg" if p.phase1_mode == "aggregated" else "dcssu"
+    for s, out in enumerate(outs):
+        out[row1] = RowOutput(labels=u_labels[s].astype(np.int64),
+                              metrics={"time_s": t_ae + t_p1, "time_phase1_s": t_p1, "sharpness": sharpness[s]},
+                              info={**common[s], **hists[s], "phase1_mode": p.phase1_mode})
+    if p.with_mnet:
+        q_labels, h2s = train_mnet_batched(aes, Xd, centres, ctxs[0].n_clusters, p, seeds, device, ctxs[0].log,
+                                           template)
+        for s, out in enumerate(outs):
+            h2 = h2s[s]
+            out["dcss"] = RowOutput(labels=q_labels[s].astype(np.int64),
+                                    metrics={"time_s": t_ae + t_p1 + h2["time_mnet_s"],
+                                             "time_phase2_s": h2["time_mnet_s"], **mnet_health(h2)},
+                                    info={**common[s], **h2, "phase1_mode": p.phase1_mode})
+    return outs

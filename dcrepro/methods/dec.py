@@ -7,6 +7,10 @@ stage follows the paper and its reference implementation ``XifengGuo/DEC-keras``
 assignment q (α = 1), target p = q²/f renormalised and refreshed every ``update_interval`` iterations,
 KL(P‖Q) minimised by SGD on the encoder and the centres, stop when fewer than ``tol`` of the labels
 change between two target updates. :func:`fit_dec` is shared with :mod:`dcrepro.methods.idec`.
+
+Seeds-batched path (``dcrepro run --seeds-per-process S``): :func:`fit_dec_batched` trains S seeds' AEs at
+once with stacked parameters (:class:`~dcrepro.methods.stacked.Stacked`), each seed with its own batch order
+and its own tol stop; :func:`~dcrepro.methods.mnet.with_mnet_outputs_batched` gives the rows of every DEC-family method.
 """
 from __future__ import annotations
 
@@ -18,12 +22,15 @@ import torch
 from torch import nn
 
 from ..seeding import derive_seed
-from . import RowOutput, RunContext, params_from_dict, register_method
-from .autoencoders import MLPAEParams, batches, encode, pretrained_start, sq_dist, x_method_info
-from .mnet import MNetParams, check_mnet_params, with_mnet_outputs
+from . import RowOutput, RunContext, params_from_dict, register_batched, register_method
+from .autoencoders import (MLPAEParams, batches, encode, encode_stacked, pretrained_start, pretrained_start_batched,
+                           seed_batches, sq_dist, x_method_info)
+from .mnet import MNetParams, check_mnet_params, with_mnet_outputs, with_mnet_outputs_batched
+from .stacked import Stacked
 
-__all__ = ["DECStageParams", "DECParams", "run_dec", "fit_dec", "soft_assign", "target_distribution",
-           "effective_update_interval", "UPDATE_INTERVAL_RULES"]
+__all__ = ["DECStageParams", "DECParams", "run_dec", "run_dec_batched", "fit_dec", "fit_dec_batched", "dec_loss",
+           "soft_assign", "target_distribution", "effective_update_interval",
+           "UPDATE_INTERVAL_RULES"]
 
 UPDATE_INTERVAL_RULES = ("fixed", "subset_scaled")
 
@@ -73,6 +80,23 @@ def target_distribution(q: torch.Tensor) -> torch.Tensor:
     """DEC eq. (3): ``p_ij = (q_ij² / f_j) / Σ_j' (q_ij'² / f_j')`` with ``f_j = Σ_i q_ij``."""
     w = q.pow(2) / q.sum(0)
     return w / w.sum(1, keepdim=True)
+
+
+def dec_loss(z: torch.Tensor, centres: torch.Tensor, Pb: torch.Tensor, rec: torch.Tensor, alpha: float,
+             cluster_weight: float, rec_weight: float) -> torch.Tensor:
+    """One batch's loss ``cluster_weight · KL(P‖Q) + rec_weight · rec``: KL summed over clusters and averaged
+    over the batch (as Keras 'kld'), Q the soft assignment of the codes ``z``, ``Pb`` the batch's targets."""
+    q = soft_assign(z, centres, alpha)
+    kl = (Pb * (torch.log(Pb.clamp_min(1e-12)) - torch.log(q.clamp_min(1e-12)))).sum(1).mean()
+    return cluster_weight * kl + rec_weight * rec
+
+
+def _optimizer(params: list, optimizer: str, lr: float, momentum: float) -> torch.optim.Optimizer:
+    if optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum)
+    if optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    raise ValueError(f"optimizer must be one of ['sgd', 'adam']; got {optimizer!r}")
 
 
 def effective_update_interval(p, data) -> int:
@@ -127,14 +151,8 @@ def fit_dec(ae: nn.Module, X: torch.Tensor, centres0: np.ndarray, p, ctx: RunCon
         argmax q at the end (eval mode), the trained K×d centres, and the history (iterations run,
         whether the tol criterion stopped it, the fraction of changed labels at each target update).
     """
-    centres = nn.Parameter(torch.as_tensor(centres0, dtype=torch.float32, device=ctx.device).clone())
-    params = list(ae.parameters()) + [centres]
-    if optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=lr, momentum=momentum)
-    elif optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=lr)
-    else:
-        raise ValueError(f"optimizer must be one of ['sgd', 'adam']; got {optimizer!r}")
+    centres = nn.Parameter(torch.as_tensor(centres0, dtype=X.dtype, device=ctx.device).clone())
+    opt = _optimizer(list(ae.parameters()) + [centres], optimizer, lr, momentum)
     rng = np.random.default_rng(derive_seed(ctx.seed, "dec_batches"))
     queue: list[np.ndarray] = []
     P = None
@@ -165,10 +183,7 @@ def fit_dec(ae: nn.Module, X: torch.Tensor, centres0: np.ndarray, p, ctx: RunCon
             rec = nn.functional.mse_loss(x_hat, x)
         else:
             z, rec = ae.encode(x), torch.zeros((), device=ctx.device)
-        q = soft_assign(z, centres, p.alpha)
-        Pb = P[idx]
-        kl = (Pb * (torch.log(Pb.clamp_min(1e-12)) - torch.log(q.clamp_min(1e-12)))).sum(1).mean()
-        loss = cluster_weight * kl + rec_weight * rec
+        loss = dec_loss(z, centres, P[idx], rec, p.alpha, cluster_weight, rec_weight)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -178,6 +193,83 @@ def fit_dec(ae: nn.Module, X: torch.Tensor, centres0: np.ndarray, p, ctx: RunCon
     with torch.no_grad():
         labels = soft_assign(encode(ae, X, ctx.device).to(ctx.device), centres, p.alpha).argmax(1).cpu().numpy()
     return labels, centres.detach(), hist
+
+
+def fit_dec_batched(aes: Stacked, X: torch.Tensor, centres0: np.ndarray, p, ctxs: list[RunContext],
+                    optimizer: str = "sgd", lr: float = 0.01, momentum: float = 0.9, rec_weight: float = 0.0,
+                    cluster_weight: float = 1.0, update_interval: int | None = None
+                    ) -> tuple[list[np.ndarray], torch.Tensor, list[dict]]:
+    """:func:`fit_dec` for S seeds at once, in place on the stacked AEs ``aes`` (seed s = ``ctxs[s]``).
+
+    ``X`` is on the AEs' device and shared by the seeds; ``centres0`` is S×K×d. Each seed draws its batch
+    order from its own stream, as :func:`fit_dec` does; the per-seed losses are summed (element-wise
+    optimiser). Targets, labels and the tol test stay on the device: one host sync per target update, to
+    learn which seeds stop. A seed that stops keeps its state at that point (restored after the loop) while
+    the others go on; the loop ends when all have stopped or after ``p.maxiter`` iterations.
+
+    Returns
+    -------
+    labels, centres, hists
+        Per seed what :func:`fit_dec` returns (``centres`` stacked S×K×d).
+    """
+    n_seeds = aes.n
+    centres = torch.as_tensor(np.asarray(centres0), dtype=X.dtype, device=X.device).clone().requires_grad_(True)
+    opt = _optimizer(aes.parameters() + [centres], optimizer, lr, momentum)
+    rngs = [np.random.default_rng(derive_seed(c.seed, "dec_batches")) for c in ctxs]
+    interval = int(p.update_interval if update_interval is None else update_interval)
+    assign = torch.vmap(soft_assign, in_dims=(0, 0, None))
+    losses_of = torch.vmap(dec_loss, in_dims=(0, 0, 0, 0, None, None, None))
+    mse = torch.vmap(nn.functional.mse_loss)
+    queue: list[torch.Tensor] = []
+    P = last = None
+    losses, deltas = [], []  # one S-vector per target update, on the device
+    stopped: dict[int, tuple[int, dict, torch.Tensor]] = {}  # seed -> (iteration, its state, its centres)
+    for ite in range(p.maxiter):
+        if ite % interval == 0:
+            with torch.no_grad():
+                q_all = assign(encode_stacked(aes, X), centres, p.alpha)
+            P = torch.vmap(target_distribution)(q_all)
+            pred = q_all.argmax(2)
+            if last is not None:
+                delta = (pred != last).double().mean(1)
+                deltas.append(delta)
+                for s in torch.nonzero(delta < p.tol).flatten().tolist():
+                    if s not in stopped:
+                        stopped[s] = (ite, aes.state_dict(s), centres[s].detach().clone())
+                if len(stopped) == n_seeds:
+                    break
+            last = pred
+        if not queue:
+            queue = list(seed_batches(len(X), p.batch_size, rngs, X.device))
+        idx = queue.pop()
+        x = X[idx]
+        aes.train()
+        if rec_weight > 0:
+            x_hat, z = aes(x)
+            rec = mse(x_hat, x)
+        else:
+            z, rec = aes.call("encode", x), torch.zeros(n_seeds, device=X.device)
+        loss = losses_of(z, centres, torch.take_along_dim(P, idx[..., None], 1), rec, p.alpha, cluster_weight,
+                         rec_weight)
+        opt.zero_grad()
+        loss.sum().backward()
+        opt.step()
+        if ite % interval == 0:
+            losses.append(loss.detach())
+    with torch.no_grad():
+        for s, (_, state, c) in stopped.items():
+            aes.load_state_dict(s, state)
+            centres[s] = c
+        labels = assign(encode_stacked(aes, X), centres, p.alpha).argmax(2).cpu().numpy()
+    losses = torch.stack(losses).T.tolist() if losses else [[] for _ in range(n_seeds)]
+    deltas = torch.stack(deltas).T.tolist() if deltas else [[] for _ in range(n_seeds)]
+    hists = []
+    for s in range(n_seeds):
+        ite = stopped[s][0] if s in stopped else p.maxiter
+        n_updates = ite // interval if s in stopped else len(deltas[s])
+        hists.append({"delta_label": deltas[s][:n_updates], "loss": losses[s][:-(-ite // interval)],
+                      "stopped_by_tol": s in stopped, "iterations": ite, "update_interval_used": interval})
+    return list(labels), centres.detach(), hists
 
 
 @register_method("dec", params=DECParams)
@@ -191,3 +283,18 @@ def run_dec(data, params: dict, ctx: RunContext) -> dict[str, RowOutput]:
                                     update_interval=effective_update_interval(p, data))
     info = x_method_info(X, ae_info, hist)
     return with_mnet_outputs("dec", ae, X, centres, labels, p, ctx, t0, info)
+
+
+@register_batched("dec")
+def run_dec_batched(data, params: dict, ctxs: list[RunContext]) -> list[dict[str, RowOutput]]:
+    """:func:`run_dec` for S seeds at once (one context per seed): the same outputs per seed."""
+    p = params_from_dict(DECParams, params, "dec")
+    _check_dec(p)
+    t0 = time.perf_counter()
+    X, aes, ae_infos, kms, template = pretrained_start_batched(data, p, ctxs)
+    Xd = X.to(ctxs[0].device)
+    labels, centres, hists = fit_dec_batched(aes, Xd, np.stack([km.cluster_centers_ for km in kms]), p, ctxs,
+                                             "sgd", p.lr, p.momentum,
+                                             update_interval=effective_update_interval(p, data))
+    infos = [x_method_info(X, i, h) for i, h in zip(ae_infos, hists)]
+    return with_mnet_outputs_batched("dec", aes, Xd, centres, labels, p, ctxs, t0, infos, template)

@@ -12,12 +12,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from . import RowOutput, RunContext, params_from_dict, register_method
-from .autoencoders import pretrained_start, x_method_info
-from .dec import DECStageParams, _check_dec, effective_update_interval, fit_dec
-from .mnet import with_mnet_outputs
+import numpy as np
 
-__all__ = ["IDECParams", "run_idec", "IDEC_OPTIMIZERS"]
+from . import RowOutput, RunContext, params_from_dict, register_batched, register_method
+from .autoencoders import pretrained_start, pretrained_start_batched, x_method_info
+from .dec import DECStageParams, _check_dec, effective_update_interval, fit_dec, fit_dec_batched
+from .mnet import with_mnet_outputs, with_mnet_outputs_batched
+
+__all__ = ["IDECParams", "run_idec", "run_idec_batched", "IDEC_OPTIMIZERS"]
 
 IDEC_OPTIMIZERS = ("adam", "sgd")
 
@@ -36,15 +38,20 @@ class IDECParams(DECStageParams):
     """SGD momentum (only with optimizer = 'sgd'). Source: ``IDEC.py`` (``SGD(lr=0.1, momentum=0.99)``)."""
 
 
-@register_method("idec", params=IDECParams)
-def run_idec(data, params: dict, ctx: RunContext) -> dict[str, RowOutput]:
-    """IDEC on ``data``; outputs ``idec`` and (unless ``with_mnet`` is false) ``idec_mnet``."""
+def _idec_params(params: dict) -> IDECParams:
     p = params_from_dict(IDECParams, params, "idec")
     _check_dec(p)
     if p.optimizer not in IDEC_OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {list(IDEC_OPTIMIZERS)}; got {p.optimizer!r}")
     if p.idec_gamma < 0:
         raise ValueError(f"idec_gamma must be >= 0; got {p.idec_gamma}")
+    return p
+
+
+@register_method("idec", params=IDECParams)
+def run_idec(data, params: dict, ctx: RunContext) -> dict[str, RowOutput]:
+    """IDEC on ``data``; outputs ``idec`` and (unless ``with_mnet`` is false) ``idec_mnet``."""
+    p = _idec_params(params)
     t0 = time.perf_counter()
     X, ae, ae_info, km = pretrained_start(data, p, ctx)
     labels, centres, hist = fit_dec(ae, X, km.cluster_centers_, p, ctx, p.optimizer, p.lr, p.momentum,
@@ -52,3 +59,18 @@ def run_idec(data, params: dict, ctx: RunContext) -> dict[str, RowOutput]:
                                     update_interval=effective_update_interval(p, data))
     info = x_method_info(X, ae_info, hist)
     return with_mnet_outputs("idec", ae, X, centres, labels, p, ctx, t0, info)
+
+
+@register_batched("idec")
+def run_idec_batched(data, params: dict, ctxs: list[RunContext]) -> list[dict[str, RowOutput]]:
+    """:func:`run_idec` for S seeds at once (one context per seed): the same outputs per seed."""
+    p = _idec_params(params)
+    t0 = time.perf_counter()
+    X, aes, ae_infos, kms, template = pretrained_start_batched(data, p, ctxs)
+    Xd = X.to(ctxs[0].device)
+    labels, centres, hists = fit_dec_batched(aes, Xd, np.stack([km.cluster_centers_ for km in kms]), p, ctxs,
+                                             p.optimizer, p.lr, p.momentum, rec_weight=1.0,
+                                             cluster_weight=p.idec_gamma,
+                                             update_interval=effective_update_interval(p, data))
+    infos = [x_method_info(X, i, h) for i, h in zip(ae_infos, hists)]
+    return with_mnet_outputs_batched("idec", aes, Xd, centres, labels, p, ctxs, t0, infos, template)

@@ -12,6 +12,8 @@ Equations (notes §1, rebuilt from ``Armanfard-Lab/DCSS Codes/DCSS.py``):
 * (4)/(5) ``L = 0.001 Σ_{i,j∈B} [1(S_ij > ζ)(1 − q_i·q_j) + 1(S_ij < γ) q_i·q_j]`` with ``S = u uᵀ`` for
   epochs < T2 and ``S = q qᵀ`` (no gradient) afterwards; entries of q above 0.99 (below 0.01) enter the
   products as the constant 1 (0), so saturated entries pass no gradient.
+
+:func:`train_mnet_batched` is phase 2 for S seeds at once (stacked encoders and MNets).
 """
 from __future__ import annotations
 
@@ -24,10 +26,12 @@ from torch import nn
 
 from ..seeding import derive_seed, seed_everything
 from . import RowOutput
-from .autoencoders import _xavier_init, batches, encode, sq_dist
+from .autoencoders import _xavier_init, batches, encode, encode_stacked, seed_batches, sq_dist
+from .stacked import Stacked
 
 __all__ = ["MNetParams", "MNet", "fuzzy_memberships", "update_centres", "train_mnet", "check_mnet_params",
-           "predict_mnet", "with_mnet_outputs", "membership_sharpness", "mnet_health"]
+           "predict_mnet", "with_mnet_outputs", "membership_sharpness", "mnet_health", "train_mnet_batched",
+           "memberships_stacked", "update_centres_stacked", "with_mnet_outputs_batched"]
 
 
 @dataclass
@@ -108,9 +112,13 @@ def update_centres(model: nn.Module, X: torch.Tensor, centres: torch.Tensor, m: 
     ``Z`` may pass precomputed codes (then ``model`` and ``X`` are not used).
     """
     Z = encode(model, X, device) if Z is None else Z
-    w = fuzzy_memberships(Z, centres.cpu(), m).pow(m)  # N×K
-    new = (w.T @ Z) / w.sum(0).clamp_min(1e-12)[:, None]
-    return new.to(centres.device, centres.dtype)
+    return _centres_from_codes(Z, centres.cpu(), m).to(centres.device, centres.dtype)
+
+
+def _centres_from_codes(Z: torch.Tensor, centres: torch.Tensor, m: float) -> torch.Tensor:
+    """Eq. (3) on codes ``Z`` (N×d) with memberships around ``centres`` (K×d)."""
+    w = fuzzy_memberships(Z, centres, m).pow(m)  # N×K
+    return (w.T @ Z) / w.sum(0).clamp_min(1e-12)[:, None]
 
 
 @torch.no_grad()
@@ -241,10 +249,149 @@ def with_mnet_outputs(name: str, model: nn.Module, X: torch.Tensor, centres: tor
     t_x = time.perf_counter() - t_start
     out = {name: RowOutput(labels=np.asarray(labels, np.int64), metrics={"time_s": t_x}, info=dict(info))}
     if p.with_mnet:
-        common = {k: info[k] for k in ("arch", "n_samples", "pretrain_cache_hit") if k in info}
         q_labels, hist = train_mnet(model, X, centres, ctx.n_clusters, p, ctx.seed, ctx.device, ctx.log)
-        out[f"{name}_mnet"] = RowOutput(
-            labels=q_labels.astype(np.int64),
-            metrics={"time_s": t_x + hist["time_mnet_s"], "time_phase2_s": hist["time_mnet_s"], **mnet_health(hist)},
-            info={**common, **hist, "u_space": f"{name} latent space, eq. (2) memberships around {name}'s centres"})
+        out[f"{name}_mnet"] = _mnet_row(name, q_labels, hist, info, t_x)
     return out
+
+
+def _mnet_row(name: str, q_labels: np.ndarray, hist: dict, info: dict, t_x: float, extra: dict | None = None) -> RowOutput:
+    """The "X + MNet" row from phase 2's labels and history (``t_x``: X's own time, so ``time_s`` is cumulative)."""
+    common = {k: info[k] for k in ("arch", "n_samples", "pretrain_cache_hit") if k in info}
+    return RowOutput(labels=np.asarray(q_labels, np.int64),
+                     metrics={"time_s": t_x + hist["time_mnet_s"], "time_phase2_s": hist["time_mnet_s"],
+                              **mnet_health(hist)},
+                     info={**common, **hist, **(extra or {}),
+                           "u_space": f"{name} latent space, eq. (2) memberships around {name}'s centres"})
+
+
+def with_mnet_outputs_batched(name: str, aes: Stacked, X: torch.Tensor, centres: torch.Tensor,
+                              labels: list[np.ndarray], p: MNetParams, ctxs: list, t_start: float,
+                              infos: list[dict], template: nn.Module) -> list[dict[str, RowOutput]]:
+    """:func:`with_mnet_outputs` for S seeds: per seed the rows ``name`` and (unless ``with_mnet`` is false)
+    ``name_mnet``, phase 2 trained for all seeds at once on the stacked encoders ``aes`` around the S×K×d
+    ``centres``. Times are the batch's times / S; infos say ``seeds_per_process``."""
+    n_seeds = len(ctxs)
+    t_x = (time.perf_counter() - t_start) / n_seeds
+    extra = {"seeds_per_process": n_seeds}
+    outs = [{name: RowOutput(labels=np.asarray(lab, np.int64), metrics={"time_s": t_x}, info={**info, **extra})}
+            for lab, info in zip(labels, infos)]
+    if p.with_mnet:
+        q_labels, hists = train_mnet_batched(aes, X, centres, ctxs[0].n_clusters, p, [c.seed for c in ctxs],
+                                             ctxs[0].device, ctxs[0].log, template)
+        for out, info, q, hist in zip(outs, infos, q_labels, hists):
+            out[f"{name}_mnet"] = _mnet_row(name, q, hist, info, t_x, extra)
+    return outs
+
+
+# ----------------------------------------------------------------------------------------------------
+# seeds-batched phase 2 (S seeds at once with stacked encoders and MNets; methods/stacked.py)
+
+
+def memberships_stacked(Z: torch.Tensor, centres: torch.Tensor, m: float) -> torch.Tensor:
+    """Eq. (2) per seed: S×N×K memberships of codes ``Z`` (S×N×d) around ``centres`` (S×K×d)."""
+    return torch.vmap(fuzzy_memberships, in_dims=(0, 0, None))(Z, centres, m)
+
+
+@torch.no_grad()
+def update_centres_stacked(aes: Stacked, X: torch.Tensor, centres: torch.Tensor, m: float) -> torch.Tensor:
+    """:func:`update_centres` per seed: eq. (3) over all of ``X`` (on the device) with each seed's encoder in eval
+    mode; ``centres`` is S×K×d and keeps its dtype."""
+    Z = encode_stacked(aes, X)
+    return torch.vmap(_centres_from_codes, in_dims=(0, 0, None))(Z, centres, m).to(centres.dtype)
+
+
+def _pair_terms(q: torch.Tensor, S: torch.Tensor, p: MNetParams) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`_pair_loss` without data-dependent shapes (vmap-able, no host sync): loss and pair counts as tensors."""
+    hi, lo = p.q_saturation, 1.0 - p.q_saturation
+    qc = torch.where(q > hi, torch.ones_like(q), q)
+    qc = torch.where(qc < lo, torch.zeros_like(qc), qc)
+    P = qc @ qc.T
+    similar, dissimilar = S > p.zeta, S < p.gamma
+    zero = torch.zeros_like(P)
+    loss = p.mnet_loss_scale * (torch.where(similar, 1.0 - P, zero).sum() + torch.where(dissimilar, P, zero).sum())
+    return loss, similar.sum(), dissimilar.sum()
+
+
+def train_mnet_batched(aes: Stacked, X: torch.Tensor, centres: torch.Tensor, n_clusters: int, p: MNetParams,
+                       seeds: list[int], device: str = "cpu", log=None,
+                       template: nn.Module | None = None) -> tuple[list[np.ndarray], list[dict]]:
+    """:func:`train_mnet` for S seeds at once: ``aes`` holds the S encoders (trained in place), ``centres`` is
+    S×K×d, ``seeds[s]`` is seed s's run seed.
+
+    Each seed's MNet is initialised under its own ``derive_seed(seed, "mnet_init")`` (so the global RNGs end
+    as the one-seed path leaves them for the last seed) and draws its batches from its own
+    ``derive_seed(seed, "mnet_batches")`` stream; the per-seed losses are summed into one backward pass
+    (element-wise Adam, so each seed follows its own gradient). ``X`` may be on the CPU or the device; it is
+    kept on the device. Losses and pair counts stay on the device until the end. ``template`` (a one-seed
+    module of the encoder's architecture) is accepted for callers that pass it and is not needed here.
+
+    Returns
+    -------
+    labels, infos
+        Per seed, what :func:`train_mnet` returns; ``time_mnet_s`` is the batch's time / S.
+    """
+    check_mnet_params(p)
+    t0 = time.perf_counter()
+    n_seeds = aes.n
+    if len(seeds) != n_seeds or centres.shape[0] != n_seeds:
+        raise ValueError(f"train_mnet_batched: {n_seeds} stacked encoders need {n_seeds} seeds and centres; "
+                         f"got {len(seeds)} seeds and centres of shape {tuple(centres.shape)}")
+    mnets = []
+    for seed in seeds:
+        seed_everything(derive_seed(seed, "mnet_init"))
+        mnets.append(MNet(centres.shape[2], n_clusters, p.mnet_hidden).to(device))
+    mnet = Stacked(mnets)
+    opt_mnet = torch.optim.Adam(mnet.parameters(), lr=p.mnet_lr)
+    opt_enc = torch.optim.Adam(aes.parameters(), lr=p.mnet_encoder_lr)
+    rngs = [np.random.default_rng(derive_seed(seed, "mnet_batches")) for seed in seeds]
+    X = X.to(device)
+    centres = centres.detach().clone().to(device)
+    Z = encode_stacked(aes, X)
+    start_sharpness = memberships_stacked(Z, centres, p.m).pow(p.m).sum(2).mean(1)
+    losses = torch.zeros(p.mnet_epochs, n_seeds, dtype=torch.float64, device=device)
+    counts = torch.zeros(p.mnet_epochs, 2, n_seeds, dtype=torch.int64, device=device)  # similar, dissimilar
+    pair_terms = torch.vmap(lambda q, S: _pair_terms(q, S, p))
+    n_pairs = []
+    for epoch in range(p.mnet_epochs):
+        aes.train()
+        mnet.train()
+        pairs = 0
+        for idx in seed_batches(len(X), p.mnet_batch_size, rngs, device):
+            z = aes.call("encode", X[idx])
+            q = mnet(z)
+            with torch.no_grad():
+                v = memberships_stacked(z.detach(), centres, p.m) if epoch < p.t2 else q.detach()
+                S = v @ v.transpose(1, 2)
+            loss, s, d = pair_terms(q, S)
+            opt_mnet.zero_grad()
+            opt_enc.zero_grad()
+            loss.sum().backward()
+            opt_mnet.step()
+            opt_enc.step()
+            losses[epoch] += loss.detach()
+            counts[epoch] += torch.stack([s, d])
+            pairs += idx.shape[1] ** 2
+        n_pairs.append(pairs)
+        if epoch < p.t2:
+            centres = update_centres_stacked(aes, X, centres, p.m)
+        if log is not None:
+            log(f"mnet epoch {epoch + 1}/{p.mnet_epochs} ({n_seeds} seeds)")
+    labels = predict_mnet_stacked(aes, mnet, X)
+    losses, counts, start_sharpness = losses.cpu().numpy(), counts.cpu().numpy(), start_sharpness.cpu().numpy()
+    share = (time.perf_counter() - t0) / n_seeds
+    infos = []
+    for s in range(n_seeds):
+        sim, dis = counts[:, 0, s].tolist(), counts[:, 1, s].tolist()
+        infos.append({"mnet_loss": losses[:, s].tolist(), "mnet_pairs_similar": sim, "mnet_pairs_dissimilar": dis,
+                      "mnet_similar_pair_share": [a / max(b, 1) for a, b in zip(sim, n_pairs)],
+                      "mnet_start_sharpness": float(start_sharpness[s]), "mnet_u_epochs": min(p.t2, p.mnet_epochs),
+                      "mnet_n_clusters_used": int(len(np.unique(labels[s]))), "time_mnet_s": share})
+    return list(labels), infos
+
+
+@torch.no_grad()
+def predict_mnet_stacked(aes: Stacked, mnet: Stacked, X: torch.Tensor, batch_size: int = 4096) -> np.ndarray:
+    """:func:`predict_mnet` per seed (S×N labels), both stacks in eval mode, ``X`` on their device."""
+    mnet.eval()
+    Z = encode_stacked(aes, X)
+    return torch.cat([mnet(Z[:, i:i + batch_size]).argmax(2) for i in range(0, Z.shape[1], batch_size)], 1).cpu().numpy()
