@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["PUParams", "PUFields", "PUTimer", "PURisk", "PURegulariser", "binary_items", "multiclass_items", "sharpen"]
+__all__ = ["PUParams", "PUFields", "PUTimer", "PURisk", "PURiskStacked", "PURegulariser", "binary_items", "multiclass_items", "sharpen"]
 
 EPS = 1e-10
 """Clamp for the logs, the same 1e-10 DAC uses inside its BCE (CDAC+ ``model.py``)."""
@@ -260,6 +260,59 @@ class PURegulariser:
             n_u=int(unlabeled.sum()),
             defitting=defitting,
         )
+
+    def risk_stacked(
+        self,
+        confidence: torch.Tensor,
+        loss_pos: torch.Tensor,
+        loss_neg: torch.Tensor,
+        loss_unl: torch.Tensor,
+        base_count: int | None = None,
+    ) -> PURiskStacked:
+        """:meth:`risk` of S independent batches at once (row s of each (S, n) argument = seed s's items).
+
+        Each row gets the objective :meth:`risk` gives it alone: the branch of Alg. 1 is picked per row with
+        ``torch.where`` (the unchosen branches get zero gradient), so nothing waits for the device. The
+        statistics stay tensors of shape (S,); only the objective carries a gradient."""
+        shapes = {t.shape for t in (confidence, loss_pos, loss_neg, loss_unl)}
+        if len(shapes) != 1 or confidence.dim() != 2:
+            raise ValueError(f"confidence and the three per-item losses must be 2-D (S, n) of equal shape, got {shapes}")
+        p = self.params
+        if p.scale == "base" and not base_count:
+            raise ValueError("PU scale 'base' needs the base loss's entry count (base_count)")
+        labeled = confidence.detach() > p.threshold
+        unlabeled = ~labeled
+
+        def mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            total = torch.where(mask, values, torch.zeros_like(values)).sum(dim=1)
+            return total / (mask.sum(dim=1).clamp(min=1) if p.scale != "base" else base_count)
+
+        r_pos_p, r_neg_p, r_neg_u = mean(loss_pos, labeled), mean(loss_neg, labeled), mean(loss_unl, unlabeled)
+        neg_part = r_neg_u - p.prior * r_neg_p
+        defitting = neg_part.detach() < 0
+        if p.negative_branch == "defit":
+            other = p.prior * r_neg_p - r_neg_u  # Alg. 1 line 15
+        else:
+            other = p.prior * r_pos_p + 0.0 * neg_part  # eq. 11: max{0, .} = 0
+        objective = torch.where(defitting, other, p.prior * r_pos_p + neg_part)
+        risk = p.prior * r_pos_p.detach() + neg_part.detach().clamp(min=0)
+        return PURiskStacked(p.weight * objective, risk, labeled.sum(dim=1), unlabeled.sum(dim=1), defitting)
+
+
+@dataclass
+class PURiskStacked:
+    """The PU terms of S batches (:meth:`PURegulariser.risk_stacked`); every field has shape (S,)."""
+
+    objective: torch.Tensor
+    """What to add to each seed's base loss (lambda-weighted, the active branch per seed)."""
+    risk: torch.Tensor
+    """R_pu of eq. 11 per seed (detached, without lambda)."""
+    n_p: torch.Tensor
+    """Labeled items per seed."""
+    n_u: torch.Tensor
+    """Unlabeled items per seed."""
+    defitting: torch.Tensor
+    """Per seed: R-_u - pi_p R-_p < 0 (the non-negative correction is active)."""
 
 
 def binary_items(score: torch.Tensor, loss: str = "log") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
