@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata as md
 import platform
+import os
 import subprocess
 from pathlib import Path
 
@@ -72,7 +73,8 @@ def _ncpu() -> int:
 
 @functools.lru_cache(maxsize=1)
 def git_revision() -> str:
-    """HEAD's sha (+ '-dirty' when tracked files are modified), or 'unknown' outside a git checkout."""
+    """HEAD's sha (+ '-dirty' when tracked files are modified); outside a git checkout ``$DCREPRO_GIT_REV`` (set
+    by whoever copied the tree to a machine without its .git, e.g. ``perf/gpu_call.sh``), else 'unknown'."""
     here = Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
@@ -81,4 +83,4 @@ def git_revision() -> str:
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return os.environ.get("DCREPRO_GIT_REV") or "unknown"
