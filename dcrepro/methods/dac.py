@@ -302,15 +302,20 @@ def _train_dac(net, inputs, train_idx, p: DACParams, reg: PURegulariser | None, 
             opt.step()
             sched.step()
             tot += float(loss.detach())
-        history.append({"epoch": epoch, "u": round(u, 4), "l": round(l, 4), "loss": tot / steps_per_epoch,
-                        "pu_risk": tot_pu / steps_per_epoch, "pu_defitting_steps": n_def, "steps": steps_per_epoch,
-                        "pu_n_p": n_p, "pu_n_u": n_u})
+        history.append(_epoch_record(epoch, u, l, tot, tot_pu, n_def, n_p, n_u, steps_per_epoch))
         eta += p.eta_step
         u, l = p.u0 - eta, p.l0 + p.l_slope * eta
         if u < l:
             break
     log(f"DAC stage: {len(history)} epochs, last loss {history[-1]['loss']:.4f}")
     return history
+
+
+def _epoch_record(epoch: int, u: float, l: float, tot: float, tot_pu: float, n_def: int, n_p: int, n_u: int,
+                  steps: int) -> dict:
+    """One DAC-stage epoch of the run's history (loss sums over the epoch's steps -> means)."""
+    return {"epoch": epoch, "u": round(u, 4), "l": round(l, 4), "loss": tot / steps, "pu_risk": tot_pu / steps,
+            "pu_defitting_steps": n_def, "steps": steps, "pu_n_p": n_p, "pu_n_u": n_u}
 
 
 def _dec_stage(net, inputs, train_idx, p: DACParams, y_train, log) -> dict:
@@ -537,9 +542,7 @@ def _train_dac_stacked(st: Stacked, emb, train_idx, p: DACParams, reg: PURegular
                 if reg is not None:
                     tot_pu += row[seed][1]
                     n_def, n_p, n_u = n_def + int(row[seed][2]), n_p + int(row[seed][3]), n_u + int(row[seed][4])
-            hist.append({"epoch": epoch, "u": round(u, 4), "l": round(l, 4), "loss": tot / steps_per_epoch,
-                         "pu_risk": tot_pu / steps_per_epoch, "pu_defitting_steps": n_def, "steps": steps_per_epoch,
-                         "pu_n_p": n_p, "pu_n_u": n_u})
+            hist.append(_epoch_record(epoch, u, l, tot, tot_pu, n_def, n_p, n_u, steps_per_epoch))
         eta += p.eta_step
         u, l = p.u0 - eta, p.l0 + p.l_slope * eta
         if u < l:
