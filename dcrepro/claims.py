@@ -80,14 +80,20 @@ def _metrics(c: Claim) -> tuple[str, ...]:
 
 
 def _health_drop(arms: dict[str, RowRuns], seeds: list[int], metric_output: bool = True) -> tuple[list[int], str]:
-    """Seeds left after dropping those on which any arm is degenerate, and why they were dropped."""
+    """Seeds left after dropping those on which any arm is degenerate, and why they were dropped. Seeds whose
+    health cannot be judged (a signal a rule needs is missing from their records) are kept and named."""
     notes, bad = [], set()
     for name, rr in arms.items():
-        deg = {s: rules for s, rules in rr.degenerate().items() if s in seeds}
+        health = {s: h for s, h in rr.health().items() if s in seeds}
+        deg = {s: rules for s, (state, rules) in health.items() if state == "degenerate"}
         if deg:
             bad |= set(deg)
             rules = sorted({r for rs in deg.values() for r in rs})
             notes.append(f"{name} degenerate on {len(deg)} of {len(seeds)} seeds ({'; '.join(rules)})")
+        unknown = sum(state == "unknown" for state, _ in health.values())
+        if unknown:
+            notes.append(f"{name} health unknown on {unknown} of {len(seeds)} seeds (a signal its rules need is "
+                         f"missing from the records)")
     return [s for s in seeds if s not in bad], ", ".join(notes)
 
 
@@ -118,7 +124,7 @@ def _paired(c: Claim, runs: dict, datasets: list[str]) -> list[ClaimResult]:
             else:
                 p_for, p_against = noninferiority_test(a, b, c.margin, c.test)
                 rel = f"non-inferiority, margin {c.margin:g} pts, {c.test}"
-            reason = rel + (f"; dropped: {why}" if why else "")
+            reason = rel + (f"; health: {why}" if why else "")
             out.append(_result(c, ds, metric, n=len(seeds), mean_diff=float((a - b).mean()), d_z=cohen_dz(a - b),
                                outcome="", p_for=p_for, p_against=p_against, reason=reason))
     return out

@@ -72,6 +72,14 @@ def test_a_rule_without_its_signal_is_unknown_not_degenerate():
         parse_rule("__import__('os').system('true') > 0")
 
 
+def test_seeds_of_unknown_health_are_kept_and_named():
+    rule = ["nonempty_clusters < n_clusters / 2"]
+    a = _arm("A", [x + 0.05 for x in HEALTHY], rules=rule)  # records without the signal the rule needs
+    r = _outcome(_claim(), a, _arm("B", HEALTHY, nonempty=[10] * 10, rules=rule))
+    assert r.outcome == "supported" and r.n == 10
+    assert "A health unknown on 10 of 10 seeds" in r.reason and "B health" not in r.reason
+
+
 def test_not_worse_claim_is_a_noninferiority_test_against_its_margin():
     b = HEALTHY
     within = [x - 0.002 for x in b]  # 0.2 points worse: inside the 1-point margin
