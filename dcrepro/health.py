@@ -99,6 +99,8 @@ def check_health(rules: tuple[Rule, ...], metrics: dict[str, float], n_clusters:
         return "ok", []
     scalars = {k: v for k, v in (params or {}).items() if isinstance(v, (int, float, str, bool))}
     values = scalars | dict(metrics) | ({"n_clusters": n_clusters} if n_clusters else {})
+    if "nonempty_clusters" not in values and "n_clusters_pred" in values:  # records older than the signal:
+        values["nonempty_clusters"] = values["n_clusters_pred"]  # the same count (distinct predicted labels)
     held, unknown = [], False
     for r in rules:
         h = r.holds(values)

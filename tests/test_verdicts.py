@@ -68,6 +68,9 @@ def test_a_rule_without_its_signal_is_unknown_not_degenerate():
     rule = (parse_rule("defit_share > 0.9"),)
     assert check_health(rule, {"acc": 0.5}, 10) == ("unknown", [])
     assert check_health(rule, {"defit_share": 1.0}, 10) == ("degenerate", ["defit_share > 0.9"])
+    # records older than nonempty_clusters: the metrics' n_clusters_pred is the same count
+    k_rule = (parse_rule("nonempty_clusters < n_clusters / 2"),)
+    assert check_health(k_rule, {"n_clusters_pred": 3.0}, 10) == ("degenerate", ["nonempty_clusters < n_clusters / 2"])
     with pytest.raises(ValueError, match="not allowed"):
         parse_rule("__import__('os').system('true') > 0")
 
