@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .health import Rule, check_health, n_clusters_of
+from .health import Rule, check_health, n_clusters_of, params_of
 from .metrics import get_metric
 from .reference import (band_for, load_reference, our_metric_name, reference_layout, to_reference_scale,
                         verdict)
@@ -68,8 +68,8 @@ class RowRuns:
 
     def health(self) -> dict[int, tuple[str, list[str]]]:
         """{seed: ('ok' | 'degenerate' | 'unknown', rules that held)} of this row's output."""
-        k = n_clusters_of(self.cfg)
-        return {r.seed: check_health(self.rules, r.outputs.get(self.output, {}), k, self.cfg.params) for r in self.ok}
+        k, params = n_clusters_of(self.cfg), params_of(self.cfg)
+        return {r.seed: check_health(self.rules, r.outputs.get(self.output, {}), k, params) for r in self.ok}
 
     def degenerate(self) -> dict[int, list[str]]:
         """{seed: rules that held} for the degenerate seeds."""

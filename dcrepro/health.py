@@ -133,3 +133,22 @@ def n_clusters_of(cfg) -> int | None:
         return int(REGISTRY[cfg.dataset.partition("@")[0]].n_classes)
     except KeyError:
         return None
+
+
+def params_of(cfg) -> dict:
+    """The parameters a run ran with, as rules see them: the method's parameter defaults (its registered params
+    class) overlaid with the config's resolved parameters, so a rule may name a parameter the spec leaves at
+    the method's default (``pu_negative_branch`` of a job that does not set it)."""
+    import dataclasses
+
+    from .methods import method_params
+
+    defaults = {}
+    try:
+        cls = method_params(cfg.method)
+    except (KeyError, ValueError):
+        cls = None
+    if cls is not None and dataclasses.is_dataclass(cls):
+        defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+    return defaults | dict(cfg.params)
+

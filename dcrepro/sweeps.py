@@ -45,19 +45,19 @@ def sweep_frame(paper: str, fid: str, records, budget: str = "reduced", variant=
     ``records`` is a :class:`dcrepro.store.Store` or a record index with the same ``records(paper, job,
     dataset, config_hash, status)`` method. Only the figure's own seeds count at every grid value, even where
     a table ran more seeds of the same config."""
-    from .health import check_health, n_clusters_of
+    from .health import check_health, n_clusters_of, params_of
 
     spec = load_spec(paper)
     fig = spec.figure(fid)
     rules = spec.health.get(fig.job, ())
     rows = []
     for ds, v, cfg in sweep_configs(paper, fid, budget, variant):
-        k = n_clusters_of(cfg)
+        k, params = n_clusters_of(cfg), params_of(cfg)
         for rec in records.records(paper, fig.job, ds, cfg.config_hash, status="ok"):
             if rec.seed >= fig.seeds:
                 continue
             for out in figure_outputs(paper, fig):
-                state, held = check_health(rules, rec.outputs.get(out, {}), k, cfg.params)
+                state, held = check_health(rules, rec.outputs.get(out, {}), k, params)
                 degenerate = {"degenerate": True, "ok": False}.get(state)  # None: a signal is missing
                 for m in fig.metrics:
                     val = rec.outputs.get(out, {}).get(m)

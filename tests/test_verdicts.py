@@ -83,6 +83,16 @@ def test_seeds_of_unknown_health_are_kept_and_named():
     assert "A health unknown on 10 of 10 seeds" in r.reason and "B health" not in r.reason
 
 
+def test_rules_see_the_method_defaults_of_parameters_the_spec_leaves_unset():
+    from dcrepro.health import params_of
+
+    cfg = RunConfig("dcglu", "sweep", "dac", "snips", "quick", {"pu": True}, n_clusters=7)
+    assert params_of(cfg)["pu_negative_branch"] == "defit" and params_of(cfg)["pu"] is True
+    rule = (parse_rule("pu_negative_branch == 'defit' and defit_share > 0.9"),)
+    assert check_health(rule, {"defit_share": 1.0}, 7, params_of(cfg))[0] == "degenerate"
+    assert check_health(rule, {"defit_share": 1.0}, 7, cfg.params)[0] == "unknown"
+
+
 def test_not_worse_claim_is_a_noninferiority_test_against_its_margin():
     b = HEALTHY
     within = [x - 0.002 for x in b]  # 0.2 points worse: inside the 1-point margin
