@@ -384,17 +384,10 @@ def pretrain_autoencoder(data, X: torch.Tensor, params: AEParams, ctx) -> tuple[
     _check_pretrain_params(params)
     arch = resolve_arch(params.arch, tuple(X.shape[1:]))
     labels = selection_labels(params, ctx)
-    key = _cache_key(data_digest(data, X), arch, params, ctx.seed, labels)
-    path = Path(ctx.cache_dir) / "ae" / f"{key}.pt"
-
-    seed_everything(derive_seed(ctx.seed, "ae_init"))
-    ae = build_autoencoder(arch, tuple(X.shape[1:]), params.latent_dim).to(ctx.device)
-    cache_hit = path.exists()
-    if cache_hit:
-        stored = torch.load(path, map_location=ctx.device, weights_only=True)
-        ae.load_state_dict(stored["state_dict"])
-        hist = {k: stored[k] for k in ("pretrain_loss", "pretrain_selected_epoch")}
-    else:
+    ae, key, path, hist = _cached_start(data_digest(data, X), arch, X, params, ctx.seed, labels, ctx.cache_dir,
+                                        ctx.device)
+    cache_hit = hist is not None
+    if not cache_hit:
         hist = _pretrain(ae, X, params, ctx, labels)
         _atomic_save({"state_dict": ae.state_dict(), **hist}, path)
     ae.eval()
@@ -402,6 +395,21 @@ def pretrain_autoencoder(data, X: torch.Tensor, params: AEParams, ctx) -> tuple[
     info = {"arch": arch, "cache_hit": cache_hit, "cache_key": key, "label_selection": labels is not None, **hist,
             "time_pretrain_s": time.perf_counter() - t0}
     return ae, info
+
+
+def _cached_start(digest: str, arch: str, X: torch.Tensor, params: AEParams, seed: int, labels, cache_dir,
+                  device) -> tuple[nn.Module, str, Path, dict | None]:
+    """Seed ``seed``'s AE, initialised under ``derive_seed(seed, "ae_init")`` and loaded from its cache file
+    when that exists: (ae, cache key, cache path, the stored history or None on a miss)."""
+    key = _cache_key(digest, arch, params, seed, labels)
+    path = Path(cache_dir) / "ae" / f"{key}.pt"
+    seed_everything(derive_seed(seed, "ae_init"))
+    ae = build_autoencoder(arch, tuple(X.shape[1:]), params.latent_dim).to(device)
+    if not path.exists():
+        return ae, key, path, None
+    stored = torch.load(path, map_location=device, weights_only=True)
+    ae.load_state_dict(stored["state_dict"])
+    return ae, key, path, {k: stored[k] for k in ("pretrain_loss", "pretrain_selected_epoch")}
 
 
 def _pretrain(ae: nn.Module, X: torch.Tensor, params: AEParams, ctx, labels: np.ndarray | None) -> dict:
@@ -553,19 +561,12 @@ def pretrain_autoencoder_batched(data, X: torch.Tensor, params: AEParams, ctxs) 
         digest = data_digest(data, X)
         modules, infos, todo = [], [], []
         for i, c in enumerate(ctxs):
-            key = _cache_key(digest, arch, params, c.seed, None)
-            path = Path(c.cache_dir) / "ae" / f"{key}.pt"
-            seed_everything(derive_seed(c.seed, "ae_init"))
-            ae = build_autoencoder(arch, tuple(X.shape[1:]), params.latent_dim).to(device)
-            hist = {}
-            if path.exists():
-                stored = torch.load(path, map_location=device, weights_only=True)
-                ae.load_state_dict(stored["state_dict"])
-                hist = {k: stored[k] for k in ("pretrain_loss", "pretrain_selected_epoch")}
-            else:
+            ae, key, path, hist = _cached_start(digest, arch, X, params, c.seed, None, c.cache_dir, device)
+            if hist is None:
                 todo.append((i, path))
             modules.append(ae)
-            infos.append({"arch": arch, "cache_hit": bool(hist), "cache_key": key, "label_selection": False, **hist})
+            infos.append({"arch": arch, "cache_hit": hist is not None, "cache_key": key, "label_selection": False,
+                          **(hist or {})})
         if todo:
             training = Stacked([modules[i] for i, _ in todo])
             losses = _pretrain_stacked(training, X.to(device), params, [ctxs[i].seed for i, _ in todo])
