@@ -410,10 +410,12 @@ def _merge(dst: dict, src: dict) -> dict:
 
 def _layers(spec: "Spec", job: dict, dataset: str, budget: str) -> list[dict]:
     """Override layers in order: job base, the spec's ``[inputs.<data set>]`` (what every job on that input
-    shares, e.g. the SimCLR-feature deviations), job budget, job data-set base, job data-set budget."""
+    shares, e.g. the SimCLR-feature deviations) and its budget, job budget, job data-set base, job data-set
+    budget."""
     ds = job.get("dataset", {}).get(dataset, {})
     shared = spec.raw.get("inputs", {}).get(dataset, {})
-    return [job, shared, job.get("budget", {}).get(budget, {}), ds, ds.get("budget", {}).get(budget, {})]
+    return [job, shared, shared.get("budget", {}).get(budget, {}), job.get("budget", {}).get(budget, {}), ds,
+            ds.get("budget", {}).get(budget, {})]
 
 
 def _resolve_once(spec: Spec, job_name: str, dataset: str, budget: str, overrides: dict | None,

@@ -1,15 +1,17 @@
-"""RPSC's other-data rows on MNIST / Fashion-MNIST in one process: MoCo backbone -> view pool -> the
+"""RPSC's other-data rows on USPS / MNIST / Fashion-MNIST in one process: MoCo backbone -> view pool -> the
 other_data table's runs, into a store file under ``--out`` (merge it back with ``dcrepro merge``).
 
     python perf/gpu_rpsc_other_data.py --out "$OUT" --datasets mnist --device cuda          # a GPU machine
     python perf/gpu_rpsc_other_data.py --out /tmp/r --datasets usps --budget quick --device cpu \\
         --epochs 1 --width 4                                                                 # the path, here
 
-The backbone recipe is the USPS one the table declares (MoCo-v2 ResNet-18, CIFAR stem, width 16, 100 epochs,
-batch 256, queue 4,096, seed 0; 4 weak + 8 strong views). Features go to ``$DCREPRO_FEATURES`` (set it: the
-data root may be read-only); a set whose feature file is already there is not retrained. The view pools of
-70,000 images are hundreds of MB, so only the store travels back. On this project's 2-core CPU the backbone
-alone takes hours on 28x28 images (8.9 s per step of 256 measured under load), which is why this is a GPU call.
+The backbone recipes are the ones benchmarks/rpsc.toml declares (``RECIPES``: MoCo-v2 ResNet-18, width 16,
+batch 256, queue 4,096, seed 0; USPS 100 epochs with the CIFAR stem, MNIST / Fashion-MNIST 13 epochs over
+70,000 images with the STL stem and crop scale (0.5, 1), the same 3,5xx steps). The view pool (4 weak + 8 strong views) covers the
+budget's subset (the reduced budget's 10,000 images) or every image. Features go to ``$DCREPRO_FEATURES``
+(set it: the data root may be read-only); a set whose feature file is already there is not retrained. On the
+project's 2-core CPU the whole chain takes about an hour per 28x28 set; the script exists for the full budget
+(70,000 images) and for machines where the CPU is busy.
 """
 from __future__ import annotations
 
@@ -21,6 +23,12 @@ import time
 from pathlib import Path
 
 
+RECIPES = {"usps": {"epochs": 100, "stem": "cifar"},
+           "mnist": {"epochs": 13, "stem": "stl", "crop_scale_min": 0.5},
+           "fashion_mnist": {"epochs": 13, "stem": "stl", "crop_scale_min": 0.5}}
+"""Per data set: what benchmarks/rpsc.toml's ``[inputs."<set>@moco"]`` declares beyond the shared recipe."""
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
@@ -29,7 +37,7 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", default="reduced", choices=["quick", "reduced"])
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--seeds", type=int, default=10)
-    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--epochs", type=int, default=None, help="default: the data set's recipe (RECIPES)")
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--deadline", type=float, default=480.0, help="start no stage after this many seconds")
     a = ap.parse_args(argv)
@@ -39,6 +47,7 @@ def main(argv=None) -> int:
     from dcrepro.backbones.views import cache_views, views_path
     from dcrepro.data.feature_sets import feature_path
     from dcrepro.runner import build_plan, execute
+    from dcrepro.spec import load_spec, resolve
 
     if not os.environ.get("DCREPRO_FEATURES"):
         ap.error("set DCREPRO_FEATURES to a writable folder for the backbone features and view pools")
@@ -63,13 +72,15 @@ def main(argv=None) -> int:
     for ds in a.datasets:
         name = f"{ds}@moco"
         if not feature_path(name).is_file():
+            recipe = dict(RECIPES.get(ds, RECIPES["usps"]), **({"epochs": a.epochs} if a.epochs else {}))
             ok = stage(f"{ds} backbone", lambda: run_backbone(
                 ds, "moco", None, None, device, 0, True, log=lambda s: None, arch="resnet18", width=a.width,
-                epochs=a.epochs, batch_size=256)["written"])
+                batch_size=256, **recipe)["written"])
             if not ok:
                 continue
+        subset = resolve(load_spec("rpsc"), "rpsc", name, a.budget).subset
         if not views_path(name).is_file() and not stage(f"{ds} views", lambda: cache_views(
-                ds, "moco", 4, 8, seed=0, device=device, log=lambda s: None)):
+                ds, "moco", 4, 8, seed=0, device=device, subset=subset, log=lambda s: None)):
             continue
         plan = build_plan("rpsc", a.tables, None, [ds], a.seeds, a.budget)
         stage(f"{ds} runs ({len(plan)})", lambda: execute(plan, out / "gpu.sqlite", device, progress=False))

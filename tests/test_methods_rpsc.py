@@ -200,3 +200,41 @@ def test_features_root_env_holds_backbone_features_and_views(tmp_path, monkeypat
     data = load_dataset("cifar10@moco")
     weak, strong = load_views(data)
     assert weak.shape == (1, *data.X.shape) and strong.shape == (1, *data.X.shape)
+
+
+def test_view_pool_of_the_reduced_subset_serves_that_subset_only(tmp_path, monkeypatch):
+    """`--subset N` encodes the stratified subset the runner draws (subset seed 0): the subset's runs read their
+    views from it; a run on every image is told to encode the full pool."""
+    from dcrepro.backbones.cli import run_backbone
+    from dcrepro.backbones.views import cache_views, load_views
+    from dcrepro.data import DataNotAvailable, stratified_subset
+
+    monkeypatch.setenv("DCREPRO_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "data"
+    G.write_cifar10(root, per_batch=8, seed=0)                              # 48 images
+    run_backbone("cifar10", "moco", root, root, "cpu", 0, False, log=lambda s: None,
+                 arch="resnet18", epochs=1, batch_size=8, width=4, queue_size=16)
+    cache_views("cifar10", "moco", 1, 2, root, seed=0, subset=20, log=lambda s: None)
+    data = load_dataset("cifar10@moco", root)
+    sub = data.subset(stratified_subset(data.y, 20, seed=0))
+    weak, strong = load_views(sub)
+    assert weak.shape == (1, 20, data.X.shape[1]) and strong.shape == (2, 20, data.X.shape[1])
+    with pytest.raises(DataNotAvailable, match=r"views of 20 of .* uses 48; encode the full pool"):
+        load_views(data)
+
+
+def test_inputs_budget_layer_sets_the_other_data_subset():
+    """`[inputs."<set>".budget.<b>]` applies to every job on that input at budget b only: the reduced budget's
+    MNIST/Fashion-MNIST RPSC rows run on 10,000 images, the full budget on all, quick keeps its own subset; USPS
+    (9,298 images) is untouched."""
+    from dcrepro.spec import load_spec, resolve
+
+    spec = load_spec("rpsc")
+    for job in ("rpsc", "scan", "spice_scl", "kmeans_features"):
+        for ds in ("mnist@moco", "fashion_mnist@moco"):
+            assert resolve(spec, job, ds, "reduced").subset == 10000
+            assert resolve(spec, job, ds, "full").subset is None
+            assert resolve(spec, job, ds, "quick").subset == 1000
+            assert any("10,000-image" in d for d in resolve(spec, job, ds, "reduced").deviations)
+        assert resolve(spec, job, "usps@moco", "reduced").subset is None
+    assert resolve(spec, "kmeans", "mnist", "reduced").subset == 10000

@@ -143,6 +143,7 @@ _OPTIONAL = {  # CLI flag -> params field (default None = the method's dataclass
     "--lr": ("lr", float), "--temperature": ("temperature", float), "--optimizer": ("optimizer", str),
     "--width": ("width", int), "--stem": ("stem", str), "--queue-size": ("queue_size", int),
     "--moco-momentum": ("moco_momentum", float), "--warmup-epochs": ("warmup_epochs", int),
+    "--crop-scale-min": ("crop_scale_min", float),
 }
 
 

@@ -116,8 +116,13 @@ def write_views(name: str, views: dict[str, np.ndarray], clean: np.ndarray, reci
 
 
 def cache_views(dataset: str, method: str = "moco", n_weak: int = 4, n_strong: int = 8, root=None,
-                seed: int = 0, device: str = "cpu", space: str | None = None, log=print) -> Path:
-    """Encode the view pool of ``<dataset>@<space>`` with the trained ``<method>_backbone.pt`` under ``root``."""
+                seed: int = 0, device: str = "cpu", space: str | None = None, subset: int | None = None,
+                log=print) -> Path:
+    """Encode the view pool of ``<dataset>@<space>`` with the trained ``<method>_backbone.pt`` under ``root``.
+
+    ``subset``: encode only the stratified ``subset``-image subset the runner draws for a job with that
+    ``subset`` (``subset_seed`` 0), e.g. the reduced budget's 10,000 MNIST images; runs on other rows then
+    ask for the full pool."""
     from ..data import load_dataset
     from ..data.feature_sets import load_feature_set
     from ..methods import params_from_dict
@@ -143,16 +148,24 @@ def cache_views(dataset: str, method: str = "moco", n_weak: int = 4, n_strong: i
     data = load_dataset(dataset, root, verify=False, image_size=recipe["image_size"]
                         if dataset in ("imagenet10", "imagenet_dogs", "tiny_imagenet") else None)
     X = data.X if data.X.ndim == 4 else data.X[..., None]
-    images = torch.from_numpy(X).to(device)
+    clean = load_feature_set(name, root).X  # the stored clean features, which the runner hands the methods
+    rows = np.arange(len(X))
+    if subset is not None and subset < len(X):
+        from ..data import stratified_subset
+
+        rows = stratified_subset(data.y, subset, seed=0)
+        X, clean = X[rows], clean[rows]
+    images = torch.from_numpy(np.ascontiguousarray(X)).to(device)
     seed_everything(seed)
     import time
     t0 = time.perf_counter()
-    clean = load_feature_set(name, root).X  # the stored clean features, which the runner hands the methods
     views = encode_views(model, images, space, n_weak, n_strong, recipe["channel_mean"], p.encode_batch_size)
     dt = time.perf_counter() - t0
     log(f"encoded {n_weak} weak + {n_strong} strong views of {len(images)} images in {dt:.1f} s")
     return write_views(name, views, clean, {"backbone": str(ckpt.name), "n_weak": n_weak, "n_strong": n_strong,
-                                            "seed": seed, "time_s": dt, "weak": "crop(pad side/8)+flip",
+                                            "seed": seed, "time_s": dt, "n_images": len(rows),
+                                            "subset": subset if len(rows) < len(data.y) else None,
+                                            "weak": "crop(pad side/8)+flip",
                                             "strong": "flip+RandAugment(4)+Cutout(side/2)"}, root)
 
 
@@ -182,6 +195,12 @@ def load_views(data, root=None) -> tuple[np.ndarray, np.ndarray]:
         try:
             idx = np.array([pos[row.tobytes()] for row in X])
         except KeyError:
+            if len(clean) < len(X):
+                from ..data import DataNotAvailable
+
+                raise DataNotAvailable(f"{path} holds the views of {len(clean)} of {data.name}'s images (made with "
+                                       f"--subset) and this run uses {len(X)}; encode the full pool:\n  "
+                                       f"{views_command(f'{base}@{space}')}") from None
             raise ValueError(f"{path}: the cached views belong to other features than {data.name}'s; "
                              f"re-create them") from None
     return weak[:, idx].astype(np.float32), strong[:, idx].astype(np.float32)
@@ -201,8 +220,11 @@ def main(argv=None) -> int:
                     "else $DCREPRO_DATA/features)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--subset", type=int, default=None,
+                    help="encode only the stratified subset of this size that the runner draws (subset_seed 0): "
+                    "the spec's reduced-budget subset; default all images")
     a = ap.parse_args(argv)
-    print(f"wrote {cache_views(a.dataset, a.method, a.weak, a.strong, a.root, a.seed, a.device)}")
+    print(f"wrote {cache_views(a.dataset, a.method, a.weak, a.strong, a.root, a.seed, a.device, subset=a.subset)}")
     return 0
 
 
