@@ -275,3 +275,26 @@ def test_mnet_on_features_encoder_and_input_checks(tmp_path):
     feats = Dataset("f", "features", np.zeros((4, 2), np.float32), np.array([0, 1, 0, 1]), 2)
     with pytest.raises(ValueError, match="valid parameters"):
         get_method("mnet_on_features")(feats, {"epochs": 3}, ctx)
+
+
+def test_backbone_recipe_says_whether_the_views_were_aligned(tmp_path):
+    """The chance level is ln(candidates per query); the recipe records it and whether the final loss fell
+    below 98 % of it (a loss at chance means the features were not trained to match an image's views)."""
+    import math
+
+    from dcrepro.backbones.cli import CHANCE_SHARE, loss_at_chance
+    from dcrepro.backbones.moco import MoCoParams
+    from dcrepro.backbones.simclr import SimCLRParams
+
+    assert loss_at_chance("moco", MoCoParams(queue_size=4096), 70000) == pytest.approx(math.log(4097))
+    assert loss_at_chance("simclr", SimCLRParams(batch_size=512), 70000) == pytest.approx(math.log(1023))
+    assert loss_at_chance("simclr", SimCLRParams(batch_size=512), 36) == pytest.approx(math.log(71))
+    root = tmp_path / "data"
+    G.write_cifar10(root, per_batch=6, seed=1)
+    logs = []
+    res = run_backbone("cifar10", "moco", tmp_path / "o", root, "cpu", 0, False, log=logs.append,
+                       arch="resnet18", epochs=1, batch_size=16, width=4, queue_size=32)
+    r = res["recipe"]
+    assert r["loss_chance_level"] == pytest.approx(math.log(33))
+    assert r["views_aligned"] == (r["loss"][-1] < CHANCE_SHARE * r["loss_chance_level"])
+    assert any("chance level" in m for m in logs) == (not r["views_aligned"])

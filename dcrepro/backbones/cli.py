@@ -14,6 +14,7 @@ Full-size runs need a GPU (hours); a CPU run is only good for smoke tests (``--w
 from __future__ import annotations
 
 import datetime
+import math
 import sys
 from dataclasses import asdict
 
@@ -48,6 +49,19 @@ def _build(method: str, p, side: int, mean, std):
         raise ValueError(f"queue_size ({p.queue_size}) must be >= batch_size ({p.batch_size})")
     enc = build_encoder(p.arch, side, stem, p.width, mean, std, bn_splits=p.bn_splits)
     return MoCo(enc, p.proj_hidden, p.proj_dim, p.queue_size, p.moco_momentum, p.temperature), stem
+
+
+CHANCE_SHARE = 0.98
+"""A final loss at or above this share of its chance level counts as 'views not aligned' (recipe
+``views_aligned``; the log warns)."""
+
+
+def loss_at_chance(method: str, p, n_train: int) -> float:
+    """The contrastive loss of features that do not tell an image's other view from the negatives: ln of the
+    number of candidates per query (MoCo: its key + the queue; SimCLR: the 2B - 1 other views of the batch)."""
+    if method == "moco":
+        return math.log(p.queue_size + 1)
+    return math.log(2 * min(p.batch_size, n_train) - 1)
 
 
 def run_backbone(dataset: str, method: str = "simclr", out=None, data_root=None, device: str = "auto",
@@ -122,6 +136,12 @@ def run_backbone(dataset: str, method: str = "simclr", out=None, data_root=None,
     log(f"{method} {p.arch} (stem {stem}, width {p.width}) on {base}[{train_split}]: {len(train_images)} images "
         f"{side}×{side}, {p.epochs} epochs, batch {p.batch_size}, device {device}")
     hist = train_contrastive(model, train_images, p, augment, device, log)
+    chance = loss_at_chance(method, p, len(train_images))
+    aligned = hist["loss"][-1] < CHANCE_SHARE * chance
+    if not aligned:
+        log(f"warning: the final contrastive loss {hist['loss'][-1]:.4f} is at its chance level ln(candidates) = "
+            f"{chance:.4f}: the two views of an image are not told apart from the negatives, so the features "
+            f"carry little; try a milder crop (--crop-scale-min) or more epochs")
     feats = encode_images(model, images, p.encode_batch_size)
 
     recipe = {"method": method, **asdict(p), "stem": stem, "blur": blur, "seed": seed, "device": device_name(device),
@@ -129,7 +149,8 @@ def run_backbone(dataset: str, method: str = "simclr", out=None, data_root=None,
               "n_images": len(images), "channel_mean": mean, "channel_std": std,
               "base": {"name": base, "display_name": data.meta.get("display_name"), "root": data.meta.get("root"),
                        "checksums_verified": bool(verify), "checksum_states": data.meta.get("checksum_states")},
-              "loss": hist["loss"], "lr_effective": hist["lr_effective"], "steps": hist["steps"],
+              "loss": hist["loss"], "loss_chance_level": chance, "views_aligned": aligned,
+              "lr_effective": hist["lr_effective"], "steps": hist["steps"],
               "time_train_s": hist["time_train_s"], "images_per_s": hist["images_per_s"],
               "versions": versions(), "git_rev": git_revision(),
               "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
