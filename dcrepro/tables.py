@@ -125,7 +125,8 @@ def _unavailable_inputs(paper: str, table: str, cells: pd.DataFrame) -> list[str
         if not is_feature_name(n):
             return f"`{n}` (`dcrepro data verify {n}` says which files go where)"
         views = f", then its view pool: `{views_command(n, portable=True)}`" if n in with_views else ""
-        return f"`{n}` (make it on a GPU: `{make_command(n, portable=True)}`{views})"
+        cmd = make_command(n, portable=True)
+        return f"`{n}` (make it{' on a GPU' if '--device cuda' in cmd else ''}: `{cmd}`{views})"
 
     return [how(n) for n in sorted(names)]
 

@@ -5,7 +5,7 @@ other_data table's runs, into a store file under ``--out`` (merge it back with `
     python perf/gpu_rpsc_other_data.py --out /tmp/r --datasets usps --budget quick --device cpu \\
         --epochs 1 --width 4                                                                 # the path, here
 
-The backbone recipes are the ones benchmarks/rpsc.toml declares (``RECIPES``: MoCo-v2 ResNet-18, width 16,
+The backbone recipes are the ones benchmarks/rpsc.toml declares (``dcrepro.data.feature_sets.SET_RECIPES``: MoCo-v2 ResNet-18, width 16,
 batch 256, queue 4,096, seed 0; USPS 100 epochs with the CIFAR stem, MNIST / Fashion-MNIST 13 epochs over
 70,000 images with the STL stem and crop scale (0.5, 1), the same 3,5xx steps). The view pool (4 weak + 8 strong views) covers the
 budget's subset (the reduced budget's 10,000 images) or every image. Features go to ``$DCREPRO_FEATURES``
@@ -23,12 +23,6 @@ import time
 from pathlib import Path
 
 
-RECIPES = {"usps": {"epochs": 100, "stem": "cifar"},
-           "mnist": {"epochs": 13, "stem": "stl", "crop_scale_min": 0.5},
-           "fashion_mnist": {"epochs": 13, "stem": "stl", "crop_scale_min": 0.5}}
-"""Per data set: what benchmarks/rpsc.toml's ``[inputs."<set>@moco"]`` declares beyond the shared recipe."""
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
@@ -37,7 +31,7 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", default="reduced", choices=["quick", "reduced"])
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--seeds", type=int, default=10)
-    ap.add_argument("--epochs", type=int, default=None, help="default: the data set's recipe (RECIPES)")
+    ap.add_argument("--epochs", type=int, default=None, help="default: the data set's recipe (SET_RECIPES)")
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--deadline", type=float, default=480.0, help="start no stage after this many seconds")
     a = ap.parse_args(argv)
@@ -45,7 +39,7 @@ def main(argv=None) -> int:
     from dcrepro import envinfo
     from dcrepro.backbones.cli import run_backbone
     from dcrepro.backbones.views import cache_views, views_path
-    from dcrepro.data.feature_sets import feature_path
+    from dcrepro.data.feature_sets import backbone_recipe, feature_path
     from dcrepro.runner import build_plan, execute
     from dcrepro.spec import load_spec, resolve
 
@@ -72,10 +66,9 @@ def main(argv=None) -> int:
     for ds in a.datasets:
         name = f"{ds}@moco"
         if not feature_path(name).is_file():
-            recipe = dict(RECIPES.get(ds, RECIPES["usps"]), **({"epochs": a.epochs} if a.epochs else {}))
+            recipe = dict(backbone_recipe(name), width=a.width, **({"epochs": a.epochs} if a.epochs else {}))
             ok = stage(f"{ds} backbone", lambda: run_backbone(
-                ds, "moco", None, None, device, 0, True, log=lambda s: None, arch="resnet18", width=a.width,
-                batch_size=256, **recipe)["written"])
+                ds, "moco", None, None, device, 0, True, log=lambda s: None, **recipe)["written"])
             if not ok:
                 continue
         subset = resolve(load_spec("rpsc"), "rpsc", name, a.budget).subset

@@ -238,3 +238,17 @@ def test_inputs_budget_layer_sets_the_other_data_subset():
             assert any("10,000-image" in d for d in resolve(spec, job, ds, "reduced").deviations)
         assert resolve(spec, job, "usps@moco", "reduced").subset is None
     assert resolve(spec, "kmeans", "mnist", "reduced").subset == 10000
+
+
+def test_set_recipes_are_valid_backbone_params_and_name_their_command():
+    """The per-set backbone recipes (one home: feature_sets.SET_RECIPES) are fields of the method's params, and
+    the command a missing set's message gives carries them."""
+    from dcrepro.backbones.cli import _params_cls
+    from dcrepro.data.feature_sets import SET_RECIPES, make_command
+    from dcrepro.methods import params_from_dict
+
+    for (base, method), recipe in SET_RECIPES.items():
+        params_from_dict(_params_cls(method), recipe, "recipe")          # raises on an unknown field
+    cmd = make_command("mnist@moco", portable=True)
+    assert "--stem stl" in cmd and "--crop-scale-min 0.5" in cmd and "--epochs 13" in cmd and "--device auto" in cmd
+    assert "--device cuda" in make_command("cifar10@moco", portable=True)

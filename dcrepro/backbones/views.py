@@ -219,12 +219,15 @@ def main(argv=None) -> int:
                     "<root>/features (default: images from $DCREPRO_DATA, features under $DCREPRO_FEATURES if set, "
                     "else $DCREPRO_DATA/features)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--subset", type=int, default=None,
                     help="encode only the stratified subset of this size that the runner draws (subset_seed 0): "
                     "the spec's reduced-budget subset; default all images")
     a = ap.parse_args(argv)
-    print(f"wrote {cache_views(a.dataset, a.method, a.weak, a.strong, a.root, a.seed, a.device, subset=a.subset)}")
+    from ..envinfo import resolve_device
+
+    device = resolve_device(a.device)
+    print(f"wrote {cache_views(a.dataset, a.method, a.weak, a.strong, a.root, a.seed, device, subset=a.subset)}")
     return 0
 
 

@@ -25,7 +25,7 @@ from .dataset import DataNotAvailable, Dataset
 
 __all__ = ["FeatureSpace", "FEATURE_SPACES", "list_feature_sets", "is_feature_name",
            "split_feature_name", "resolve_feature_name", "feature_path", "is_feature_available", "feature_status",
-           "make_command", "views_command", "features_dir", "load_feature_set", "write_feature_set"]
+           "make_command", "views_command", "SET_RECIPES", "backbone_recipe", "features_dir", "load_feature_set", "write_feature_set"]
 
 FEATURES_DIR = "features"
 IMAGE_MODALITIES = ("grey", "rgb")
@@ -60,6 +60,25 @@ FEATURE_SPACES: dict[str, FeatureSpace] = {s.name: s for s in (
                  "MoCo-v2 query-encoder output after global average pooling, L2-normalised "
                  "(as SPICE's feas_moco_512_l2)", "resnet18", 1000, 256),
 )}
+
+SET_RECIPES: dict[tuple[str, str], dict] = {
+    # (image set, method) -> the backbone recipe the specs declare for that set, where it differs from the
+    # feature space's (the grey other-data sets RPSC runs on, trained on a CPU; benchmarks/rpsc.toml [inputs])
+    ("usps", "moco"): {"arch": "resnet18", "width": 16, "epochs": 100, "batch_size": 256},
+    ("mnist", "moco"): {"arch": "resnet18", "width": 16, "stem": "stl", "epochs": 13, "batch_size": 256,
+                        "crop_scale_min": 0.5},
+    ("fashion_mnist", "moco"): {"arch": "resnet18", "width": 16, "stem": "stl", "epochs": 13, "batch_size": 256,
+                                "crop_scale_min": 0.5},
+}
+
+
+def backbone_recipe(name: str) -> dict:
+    """``dcrepro backbone`` parameters that make feature set ``name``: its :data:`SET_RECIPES` entry, else the
+    space's recommendation (arch, epochs, batch size)."""
+    base, space = split_feature_name(name)
+    s = FEATURE_SPACES[space]
+    return dict(SET_RECIPES.get((base, s.method), {"arch": s.arch, "epochs": s.epochs, "batch_size": s.batch_size}))
+
 
 def list_feature_sets() -> list[str]:
     """Ids of the feature sets the specs' jobs use, derived from ``benchmarks/*.toml`` (any
@@ -139,8 +158,9 @@ def make_command(name: str, root=None, portable: bool = False) -> str:
     base, space = split_feature_name(name)
     s = FEATURE_SPACES[space]
     out = ' --out "$DCREPRO_DATA"' if portable else f" --out {_root(root)}" if root is not None else ""
-    return (f"dcrepro backbone --dataset {base} --method {s.method} --arch {s.arch} --epochs {s.epochs} "
-            f"--batch-size {s.batch_size} --device cuda{out}")
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in backbone_recipe(name).items())
+    device = "auto" if (base, s.method) in SET_RECIPES else "cuda"
+    return f"dcrepro backbone --dataset {base} --method {s.method} {flags} --device {device}{out}"
 
 
 def views_command(name: str, root=None, portable: bool = False) -> str:
@@ -148,8 +168,10 @@ def views_command(name: str, root=None, portable: bool = False) -> str:
     backbone (SCAN, SPICE and RPSC train on cached views: :mod:`dcrepro.backbones.views`)."""
     base, space = split_feature_name(name)
     where = ' --root "$DCREPRO_DATA"' if portable else f" --root {_root(root)}" if root is not None else ""
-    return (f"python -m dcrepro.backbones.views --dataset {base} --method {FEATURE_SPACES[space].method} "
-            f"--weak 4 --strong 8 --device cuda{where}")
+    method = FEATURE_SPACES[space].method
+    device = "auto" if (base, method) in SET_RECIPES else "cuda"
+    return (f"python -m dcrepro.backbones.views --dataset {base} --method {method} "
+            f"--weak 4 --strong 8 --device {device}{where}")
 
 
 def _missing_message(name: str, root: Path | None) -> str:
