@@ -252,3 +252,14 @@ def test_set_recipes_are_valid_backbone_params_and_name_their_command():
     cmd = make_command("mnist@moco", portable=True)
     assert "--stem stl" in cmd and "--crop-scale-min 0.5" in cmd and "--epochs 13" in cmd and "--device auto" in cmd
     assert "--device cuda" in make_command("cifar10@moco", portable=True)
+
+
+def test_views_cli_errors_are_one_line(tmp_path, monkeypatch, capsys):
+    from dcrepro.backbones.views import main
+
+    monkeypatch.setenv("DCREPRO_FEATURES", str(tmp_path / "feats"))
+    with pytest.raises(SystemExit) as e:
+        main(["--dataset", "mnist", "--subset", "0"])
+    assert e.value.code == 2 and "--subset must be a positive" in capsys.readouterr().err
+    assert main(["--dataset", "mnist"]) == 2
+    assert "no trained backbone" in capsys.readouterr().err

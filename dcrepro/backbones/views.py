@@ -18,6 +18,7 @@ Stored as ``<root>/features/<set>/<space>_views.npz``: ``weak`` (W×N×D float16
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -224,10 +225,18 @@ def main(argv=None) -> int:
                     help="encode only the stratified subset of this size that the runner draws (subset_seed 0): "
                     "the spec's reduced-budget subset; default all images")
     a = ap.parse_args(argv)
+    if a.subset is not None and a.subset < 1:
+        ap.error(f"--subset must be a positive number of images; got {a.subset}")
+    from ..data import DataNotAvailable
     from ..envinfo import resolve_device
 
-    device = resolve_device(a.device)
-    print(f"wrote {cache_views(a.dataset, a.method, a.weak, a.strong, a.root, a.seed, device, subset=a.subset)}")
+    try:
+        path = cache_views(a.dataset, a.method, a.weak, a.strong, a.root, a.seed, resolve_device(a.device),
+                           subset=a.subset)
+    except (DataNotAvailable, FileNotFoundError, ValueError) as e:
+        print(f"python -m dcrepro.backbones.views: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
     return 0
 
 
