@@ -109,7 +109,7 @@ VIEW_METHODS = ("rpsc", "scan", "spice_self")
 
 def _unavailable_inputs(paper: str, table: str, cells: pd.DataFrame) -> list[str]:
     """For each unavailable input of the table: its name and how to make it (feature sets: the GPU command)."""
-    from .data.feature_sets import is_feature_name, make_command, views_command
+    from .data.feature_sets import backbone_device, is_feature_name, make_command, views_command
 
     spec = load_spec(paper)
     names, with_views = [], set()
@@ -125,8 +125,8 @@ def _unavailable_inputs(paper: str, table: str, cells: pd.DataFrame) -> list[str
         if not is_feature_name(n):
             return f"`{n}` (`dcrepro data verify {n}` says which files go where)"
         views = f", then its view pool: `{views_command(n, portable=True)}`" if n in with_views else ""
-        cmd = make_command(n, portable=True)
-        return f"`{n}` (make it{' on a GPU' if '--device cuda' in cmd else ''}: `{cmd}`{views})"
+        where = " on a GPU" if backbone_device(n) == "cuda" else ""
+        return f"`{n}` (make it{where}: `{make_command(n, portable=True)}`{views})"
 
     return [how(n) for n in sorted(names)]
 

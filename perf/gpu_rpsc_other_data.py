@@ -5,12 +5,12 @@ other_data table's runs, into a store file under ``--out`` (merge it back with `
     python perf/gpu_rpsc_other_data.py --out /tmp/r --datasets usps --budget quick --device cpu \\
         --epochs 1 --width 4                                                                 # the path, here
 
-The backbone recipes are the ones benchmarks/rpsc.toml declares (``dcrepro.data.feature_sets.SET_RECIPES``: MoCo-v2 ResNet-18, width 16,
-batch 256, queue 4,096, seed 0; USPS 100 epochs with the CIFAR stem, MNIST / Fashion-MNIST 13 epochs over
-70,000 images with the STL stem and crop scale (0.5, 1), the same 3,5xx steps). The view pool (4 weak + 8 strong views) covers the
-budget's subset (the reduced budget's 10,000 images) or every image. Features go to ``$DCREPRO_FEATURES``
-(set it: the data root may be read-only); a set whose feature file is already there is not retrained. On the
-project's 2-core CPU the whole chain takes about an hour per 28x28 set; the script exists for the full budget
+The backbone recipes are the ones benchmarks/rpsc.toml declares (``dcrepro.data.feature_sets.SET_RECIPES``:
+MoCo-v2 ResNet-18, width 16, batch 256, queue 4,096, seed 0; USPS 100 epochs with the CIFAR stem, MNIST /
+Fashion-MNIST 13 epochs over 70,000 images with the STL stem and crop scale (0.5, 1), the same 3,5xx steps).
+The view pool (4 weak + 8 strong views) covers the budget's subset (the reduced budget's 10,000 images) or every
+image. Features go to ``$DCREPRO_FEATURES`` (set it: the data root may be read-only); a set whose feature file
+is already there is not retrained. On the project's 2-core CPU the whole chain takes about an hour per 28x28 set; the script exists for the full budget
 (70,000 images) and for machines where the CPU is busy.
 """
 from __future__ import annotations

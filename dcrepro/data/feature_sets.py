@@ -25,7 +25,8 @@ from .dataset import DataNotAvailable, Dataset
 
 __all__ = ["FeatureSpace", "FEATURE_SPACES", "list_feature_sets", "is_feature_name",
            "split_feature_name", "resolve_feature_name", "feature_path", "is_feature_available", "feature_status",
-           "make_command", "views_command", "SET_RECIPES", "backbone_recipe", "features_dir", "load_feature_set", "write_feature_set"]
+           "make_command", "views_command", "SET_RECIPES", "backbone_recipe", "backbone_device", "features_dir",
+           "load_feature_set", "write_feature_set"]
 
 FEATURES_DIR = "features"
 IMAGE_MODALITIES = ("grey", "rgb")
@@ -70,6 +71,13 @@ SET_RECIPES: dict[tuple[str, str], dict] = {
     ("fashion_mnist", "moco"): {"arch": "resnet18", "width": 16, "stem": "stl", "epochs": 13, "batch_size": 256,
                                 "crop_scale_min": 0.5},
 }
+
+
+def backbone_device(name: str) -> str:
+    """Device the commands for feature set ``name`` ask for: 'auto' for a :data:`SET_RECIPES` set (a CPU is
+    enough), else 'cuda'."""
+    base, space = split_feature_name(name)
+    return "auto" if (base, FEATURE_SPACES[space].method) in SET_RECIPES else "cuda"
 
 
 def backbone_recipe(name: str) -> dict:
@@ -159,8 +167,7 @@ def make_command(name: str, root=None, portable: bool = False) -> str:
     s = FEATURE_SPACES[space]
     out = ' --out "$DCREPRO_DATA"' if portable else f" --out {_root(root)}" if root is not None else ""
     flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in backbone_recipe(name).items())
-    device = "auto" if (base, s.method) in SET_RECIPES else "cuda"
-    return f"dcrepro backbone --dataset {base} --method {s.method} {flags} --device {device}{out}"
+    return f"dcrepro backbone --dataset {base} --method {s.method} {flags} --device {backbone_device(name)}{out}"
 
 
 def views_command(name: str, root=None, portable: bool = False) -> str:
@@ -168,10 +175,8 @@ def views_command(name: str, root=None, portable: bool = False) -> str:
     backbone (SCAN, SPICE and RPSC train on cached views: :mod:`dcrepro.backbones.views`)."""
     base, space = split_feature_name(name)
     where = ' --root "$DCREPRO_DATA"' if portable else f" --root {_root(root)}" if root is not None else ""
-    method = FEATURE_SPACES[space].method
-    device = "auto" if (base, method) in SET_RECIPES else "cuda"
-    return (f"python -m dcrepro.backbones.views --dataset {base} --method {method} "
-            f"--weak 4 --strong 8 --device {device}{where}")
+    return (f"python -m dcrepro.backbones.views --dataset {base} --method {FEATURE_SPACES[space].method} "
+            f"--weak 4 --strong 8 --device {backbone_device(name)}{where}")
 
 
 def _missing_message(name: str, root: Path | None) -> str:
